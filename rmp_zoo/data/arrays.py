@@ -1,0 +1,150 @@
+"""In-memory uint8 image datasets (CIFAR arrays, synthetic images) behind one LightningDataModule.
+
+Images stay uint8 until the batch reaches its device; augmentation and normalisation then run batched there
+(``on_after_batch_transfer``). A fixed, seeded slice of the training set is held out for validation, so model
+selection never looks at the test split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .augment import normalize, random_crop_flip
+
+
+@dataclass
+class ImageArrays:
+    """Train/test images as uint8 NHWC arrays with integer labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+
+    def validate(self, source: str, num_classes: int | None = None, image_size: int | None = None) -> None:
+        """Check shapes, dtypes and labels; errors name the file and what is wrong with it."""
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
+                raise ValueError(f"{source}: x_{split} must be uint8 [N, H, W, 3], got {x.dtype} {list(x.shape)}")
+            if image_size is not None and x.shape[1:3] != (image_size, image_size):
+                raise ValueError(f"{source}: x_{split} images are {x.shape[1]}x{x.shape[2]}, "
+                                 f"expected {image_size}x{image_size}")
+            if y.ndim != 1 or len(y) != len(x):
+                raise ValueError(f"{source}: y_{split} must be [N] labels matching x_{split} ({len(x)} images), "
+                                 f"got shape {list(y.shape)}")
+            if len(y) and (y.min() < 0 or y.max() >= len(self.classes)):
+                raise ValueError(f"{source}: y_{split} labels span [{y.min()}, {y.max()}] but there are "
+                                 f"{len(self.classes)} classes")
+        if num_classes is not None and len(self.classes) != num_classes:
+            raise ValueError(f"{source}: {len(self.classes)} classes, expected {num_classes}")
+
+
+class _UInt8Images(Dataset):
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # NCHW view, uint8
+        self.y = torch.from_numpy(y.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+class ArrayDataModule(pl.LightningDataModule):
+    """Base for datasets that fit in memory as uint8 arrays; subclasses implement ``load_arrays``."""
+
+    name = "arrays"
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    image_size = 32
+
+    def __init__(self, num_classes: int, batch_size: int = 128, val_size: int = 5000, num_workers: int = 0,
+                 augment: bool = True, seed: int = 0, eval_batch_size: int | None = None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_size = val_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.seed = seed
+        self.classes: list[str] = []
+        self._splits: dict[str, _UInt8Images] = {}
+
+    def load_arrays(self) -> ImageArrays:
+        raise NotImplementedError
+
+    @property
+    def preprocessing(self) -> dict:
+        """What a user must do to an image before the model sees it (stored in zoo metadata)."""
+        return {"mean": list(self.mean), "std": list(self.std), "size": self.image_size, "scale": "1/255"}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits:
+            return
+        arrays = self.load_arrays()
+        arrays.validate(self.name, self.num_classes)
+        if not 0 <= self.val_size < len(arrays.y_train):
+            raise ValueError(f"val_size={self.val_size} must be in [0, {len(arrays.y_train)})")
+        order = np.random.default_rng(self.seed).permutation(len(arrays.y_train))
+        val_idx, train_idx = np.sort(order[: self.val_size]), np.sort(order[self.val_size:])
+        self.classes = list(arrays.classes)
+        self._splits = {
+            "train": _UInt8Images(arrays.x_train[train_idx], arrays.y_train[train_idx]),
+            "val": _UInt8Images(arrays.x_train[val_idx], arrays.y_train[val_idx]),
+            "test": _UInt8Images(arrays.x_test, arrays.y_test),
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        return DataLoader(self._splits[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
+                          shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        if self.augment and self.trainer is not None and self.trainer.training:
+            x = random_crop_flip(x)
+        return normalize(x, self.mean, self.std), y
+
+    def eval_batches(self, split: str = "test", limit: int | None = None) -> "NormalizedBatches":
+        """Normalised, unaugmented (x, y) batches of ``split`` for use outside a Trainer (conversion, eval)."""
+        return NormalizedBatches(self._loader(split, shuffle=False), self.mean, self.std, limit)
+
+
+class NormalizedBatches:
+    """Re-iterable view of a loader that yields normalised float batches (``mean=None``: already normalised),
+    optionally of the first ``limit`` images only."""
+
+    def __init__(self, loader: DataLoader, mean, std, limit: int | None = None) -> None:
+        self.loader, self.mean, self.std, self.limit = loader, mean, std, limit
+
+    def __len__(self) -> int:
+        n = len(self.loader.dataset) if self.limit is None else min(self.limit, len(self.loader.dataset))
+        return -(-n // self.loader.batch_size)
+
+    def __iter__(self):
+        seen = 0
+        for x, y in self.loader:
+            if self.limit is not None:
+                if seen >= self.limit:
+                    return
+                x, y = x[: self.limit - seen], y[: self.limit - seen]
+            seen += len(y)
+            yield (x if self.mean is None else normalize(x, self.mean, self.std)), y

@@ -1,0 +1,61 @@
+"""Conversion-friendly activations.
+
+A spiking neuron can only represent rates in [0, θ], so an ANN whose activations are clipped at a per-layer
+threshold θ converts with far less error than one with an unbounded ReLU. The thresholds are parameters, so they
+are trained with the weights and travel in the state dict; the converter reads them with ``threshold="trained"``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = ("relu", "clip", "qcfs")
+
+
+class ClipReLU(nn.Module):
+    """ReLU clipped at a trainable per-layer threshold θ: ``min(max(x, 0), θ)``."""
+
+    def __init__(self, threshold: float = 8.0) -> None:
+        super().__init__()
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(torch.relu(x), self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold.item():.4g}"
+
+
+class QCFS(nn.Module):
+    """Quantisation-clip-floor-shift activation (Bu et al., ICLR 2022).
+
+    ``θ/L · clip(floor(x·L/θ + 1/2), 0, L)``: an IF neuron with threshold θ and initial potential θ/2 reproduces it
+    in expectation after L steps, which is why QCFS-trained ANNs convert at low T. The floor uses a straight-through
+    gradient.
+    """
+
+    def __init__(self, levels: int = 8, threshold: float = 8.0) -> None:
+        super().__init__()
+        if levels < 1:
+            raise ValueError(f"QCFS needs levels >= 1, got {levels}")
+        self.levels = int(levels)
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x * (self.levels / self.threshold) + 0.5
+        z = z + (torch.floor(z) - z).detach()
+        return torch.clamp(z, 0, self.levels) * (self.threshold / self.levels)
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, threshold={self.threshold.item():.4g}"
+
+
+def make_activation(name: str, threshold: float = 8.0, levels: int = 8) -> nn.Module:
+    """Build the activation named in a recipe; unknown names list the valid ones."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "clip":
+        return ClipReLU(threshold)
+    if name == "qcfs":
+        return QCFS(levels, threshold)
+    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")

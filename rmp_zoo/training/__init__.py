@@ -1,0 +1,4 @@
+"""Training: the LightningModule and the Hydra entry point."""
+from .module import ClassificationModule
+
+__all__ = ["ClassificationModule"]

@@ -1,0 +1,56 @@
+"""Run one training recipe: build everything, check it, then fit, test and record the results.
+
+Everything that can fail on bad input (names, data, class counts) is checked before anything is written, so a run
+that fails to start leaves no output behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+
+def _instantiate_all(section: DictConfig | None) -> list:
+    return [hydra.utils.instantiate(c, _convert_="all") for c in (section or {}).values() if c is not None]
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit ``cfg.model`` on ``cfg.data`` with ``cfg.trainer``; returns the final validation and test metrics."""
+    out = cfg.paths.output_dir
+    existed = os.path.isdir(out) and bool(os.listdir(out))
+    try:
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+        module = hydra.utils.instantiate(cfg.model, _convert_="all")
+        if module.hparams.num_classes != datamodule.num_classes:
+            raise ValueError(f"model.num_classes={module.hparams.num_classes} but dataset {datamodule.name} has "
+                             f"{datamodule.num_classes} classes; drop the override or set both to match")
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        trainer: pl.Trainer = hydra.utils.instantiate(
+            cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger")))
+    except BaseException:
+        if not existed and os.path.isdir(out) and not os.listdir(out):
+            shutil.rmtree(out)
+        raise
+
+    if trainer.is_global_zero:
+        os.makedirs(out, exist_ok=True)
+        OmegaConf.save(cfg, os.path.join(out, "config.yaml"), resolve=True)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last" and not os.path.isfile(os.path.join(out, "checkpoints", "last.ckpt")):
+        ckpt_path = None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if cfg.get("test"):
+        best = None if trainer.fast_dev_run else "best"
+        for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)[0].items():
+            results[k] = float(v)
+    if trainer.is_global_zero:
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results

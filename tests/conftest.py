@@ -1,0 +1,62 @@
+"""Shared fixtures: Hydra composition of the real recipes, and tiny generated ImageFolder trees."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+
+
+@pytest.fixture
+def compose_recipe(tmp_path):
+    """Compose ``recipes/train.yaml`` with overrides, the way ``train.py`` does, writing into ``tmp_path``."""
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(RECIPES), version_base="1.3"):
+            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # train.py never sees it either
+        cfg.paths.output_dir = str(tmp_path / "run")
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 4, size: int = 40) -> Path:
+    """Write ``root/train`` and ``root/val`` ImageFolder trees of random JPEGs."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "imagenet")
+
+
+def run_train(*args: str, cwd: Path = ROOT, timeout: float = 600, env_extra: dict | None = None):
+    """Run ``python train.py`` as a user would; returns the CompletedProcess."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)

@@ -1,0 +1,113 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, RECIPES, run_train
+from rmp_zoo.training.run import train
+from test_data import write_npz
+
+RECIPE_NAMES = sorted(p.stem for p in (RECIPES / "recipe").glob("*.yaml"))
+
+
+def test_all_recipes_are_provided():
+    assert RECIPE_NAMES == ["resnet20_cifar10", "resnet20_cifar100", "resnet34_imagenet", "smoke",
+                            "vgg16_cifar10", "vgg16_cifar100", "vgg16_imagenet"]
+
+
+@pytest.mark.parametrize("recipe", RECIPE_NAMES)
+def test_every_recipe_composes_and_runs_fast_dev_run(recipe, compose_recipe, tmp_path, image_folder):
+    overrides = [f"recipe={recipe}", "+trainer.fast_dev_run=true", "trainer.accelerator=cpu",
+                 "data.batch_size=4", "data.eval_batch_size=4"]
+    if "cifar" in recipe:
+        classes = 100 if "cifar100" in recipe else 10
+        write_npz(tmp_path / f"cifar{classes}.npz", n_train=200, classes=classes)
+        overrides += [f"data.root={tmp_path}", "data.val_size=20", "data.download=false"]
+    elif "imagenet" in recipe:
+        overrides += [f"data.root={image_folder}", "data.num_classes=3", "data.image_size=32", "data.val_size=2",
+                      "data.num_workers=0"]
+    cfg = compose_recipe(*overrides)
+    results = train(cfg)
+    assert 0.0 <= results["test/acc1"] <= 1.0
+    assert (Path(cfg.paths.output_dir) / "config.yaml").is_file()
+
+
+def test_override_examples_compose(compose_recipe):
+    cfg = compose_recipe("recipe=resnet20_cifar10", "trainer.max_epochs=5", "data.root=/some/dir",
+                         "model.activation=qcfs", "trainer.devices=4", "trainer.strategy=ddp")
+    assert (cfg.trainer.max_epochs, cfg.data.root, cfg.model.activation) == (5, "/some/dir", "qcfs")
+    assert (cfg.trainer.devices, cfg.trainer.strategy, cfg.model.num_classes) == (4, "ddp", 10)
+
+
+def test_smoke_recipe_learns(compose_recipe):
+    results = train(compose_recipe("trainer.accelerator=cpu", "trainer.max_epochs=4"))
+    assert results["test/acc1"] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_mismatched_num_classes_fails_before_writing(tmp_path):
+    out = tmp_path / "run"
+    proc = run_train("model.num_classes=7", f"hydra.run.dir={out}")
+    assert proc.returncode != 0
+    assert "model.num_classes=7 but dataset synthetic has 10 classes" in proc.stderr
+    assert not out.exists()
+
+
+def test_unknown_recipe_lists_the_recipes(tmp_path):
+    proc = run_train("recipe=resnet99", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "Could not find 'recipe/resnet99'" in proc.stderr and "resnet20_cifar10" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_fails_before_writing(tmp_path):
+    out = tmp_path / "run"
+    proc = run_train("recipe=resnet20_cifar10", f"data.root={tmp_path / 'nodata'}", "data.download=false",
+                     f"hydra.run.dir={out}")
+    assert proc.returncode != 0 and "materialize.py" in proc.stderr
+    assert not out.exists()
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    out = tmp_path / "run"
+    proc = run_train("trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1",
+                     "data.train_size=256", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world_size: 2" in proc.stderr + proc.stdout or "MEMBER: 2/2" in proc.stderr + proc.stdout
+    assert json.loads((out / "results.json").read_text())["test/acc1"] >= 0.0
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "train.py"), "trainer.accelerator=cpu", "trainer.max_epochs=6",
+            "data.train_size=384", f"hydra.run.dir={out}"]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (last.exists() and _epoch(last) >= 1):
+        time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = _epoch(last)
+    assert 1 <= killed_at < 5, "the run was not killed mid-training"
+
+    proc = run_train(*args[2:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Restoring states from the checkpoint path" in proc.stderr + proc.stdout
+    final = torch.load(last, map_location="cpu", weights_only=True)
+    assert final["epoch"] == 6 - 1 + 1 or final["epoch"] == 6  # Lightning stores the next epoch index
+    steps_per_epoch = (384 - 384 // 8) // 64
+    assert final["global_step"] == 6 * steps_per_epoch
+
+
+def _epoch(path: Path) -> int:
+    for _ in range(20):  # the checkpoint may be mid-write
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+        except Exception:
+            time.sleep(0.2)
+    return -1
