@@ -13,6 +13,8 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from ..callbacks import SNNEvaluation
+
 
 def _instantiate_all(section: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c, _convert_="all") for c in (section or {}).values() if c is not None]
@@ -50,6 +52,9 @@ def train(cfg: DictConfig) -> dict:
         best = None if trainer.fast_dev_run else "best"
         for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)[0].items():
             results[k] = float(v)
+        for cb in trainer.callbacks:
+            if isinstance(cb, SNNEvaluation) and "test" in cb.results:
+                results.update({f"snn/acc@{row['T']}": row["top1"] / 100 for row in cb.results["test"]["snn"]})
     if trainer.is_global_zero:
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=2)

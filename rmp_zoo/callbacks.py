@@ -1,0 +1,98 @@
+"""Lightning callback that converts the model being trained and reports its SNN accuracy at several T."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+import torch
+
+from .conversion import convert
+from .zoo.measure import measure
+from .zoo.report import plot_accuracy, write_csv
+
+_PER_IMAGE = ("top1", "spikes_per_image", "synops_per_image", "energy_uJ_per_image")
+
+
+class SNNEvaluation(pl.Callback):
+    """Convert on calibration batches of the training data, evaluate on validation or test data, log ``snn/acc@T``.
+
+    Runs every ``every_n_epochs`` validation epochs on the validation split and, with ``at_end``, after
+    ``trainer.test`` on the test split with the tested weights; each time on the first ``limit`` images (None: all). ``threshold="auto"`` takes the trained
+    thresholds of clip/qcfs models and the 99.9th percentile otherwise. Under DDP each rank evaluates its shard of
+    the batches and the per-image sums are reduced, as torchmetrics does. Results go to the loggers and, as CSV and
+    an accuracy-vs-T plot, into ``<run dir>/snn/``.
+    """
+
+    def __init__(self, T: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), neuron: str = "rmp", threshold: str = "auto",
+                 initial_potential: float = 0.5, scale: float = 1.0, every_n_epochs: int | None = None,
+                 at_end: bool = True, limit: int | None = 2000, calibration_images: int = 1024) -> None:
+        self.T = sorted(T)
+        self.neuron, self.threshold, self.initial_potential, self.scale = neuron, threshold, initial_potential, scale
+        self.every_n_epochs, self.at_end, self.limit = every_n_epochs, at_end, limit
+        self.calibration_images = calibration_images
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (self.every_n_epochs and not trainer.sanity_checking and not trainer.fast_dev_run
+                and (trainer.current_epoch + 1) % self.every_n_epochs == 0):
+            self._run(trainer, pl_module, "val", f"epoch{trainer.current_epoch}")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.at_end:
+            self._run(trainer, pl_module, "test", "test")
+
+    def _threshold(self, ann: torch.nn.Module) -> str:
+        if self.threshold != "auto":
+            return self.threshold
+        trained = any(hasattr(m, "threshold") and isinstance(m.threshold, torch.nn.Parameter) for m in ann.modules())
+        return "trained" if trained else "99.9%"
+
+    @torch.no_grad()
+    def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, tag: str) -> None:
+        dm = trainer.datamodule
+        ann = pl_module.model
+        threshold = self._threshold(ann)
+        calibration = None if threshold == "trained" else [
+            x.to(pl_module.device) for x, _ in dm.eval_batches("train", limit=self.calibration_images)]
+        snn = convert(ann, calibration, neuron=self.neuron, threshold=threshold, scale=self.scale,
+                      initial_potential=self.initial_potential)
+        shard = itertools.islice(dm.eval_batches(split, limit=self.limit), trainer.global_rank, None,
+                                 trainer.world_size)
+        batches = ((x.to(pl_module.device), y.to(pl_module.device)) for x, y in shard)
+        metrics = measure(snn, ann, batches, self.T, dataset=dm.name, batch_size=dm.eval_batch_size,
+                          command="SNNEvaluation callback", progress=trainer.is_global_zero)
+        metrics["split"] = split
+        self._reduce(trainer, metrics)
+        self.results[tag] = metrics
+        logged = {f"snn/acc@{row['T']}": row["top1"] for row in metrics["snn"]}
+        last = metrics["snn"][-1]
+        logged.update({f"snn/firing_rate@{last['T']}/{layer}": rate for layer, rate in last["firing_rate"].items()})
+        logged[f"snn/ann_acc_{split}"] = metrics["ann_top1"]
+        for logger in trainer.loggers:
+            logger.log_metrics(logged, step=trainer.global_step)
+        if trainer.is_global_zero:
+            out = os.path.join(trainer.default_root_dir, "snn")
+            os.makedirs(out, exist_ok=True)
+            write_csv(metrics, os.path.join(out, f"{tag}.csv"))
+            plot_accuracy(metrics, os.path.join(out, f"{tag}.png"), f"{dm.name} {split}: RMP SNN vs ANN")
+            with open(os.path.join(out, f"{tag}.json"), "w") as f:
+                json.dump(metrics, f, indent=2)
+
+    @staticmethod
+    def _reduce(trainer: pl.Trainer, metrics: dict[str, Any]) -> None:
+        """Turn this rank's per-image averages into averages over all ranks' images."""
+        if trainer.world_size == 1:
+            return
+        n = metrics["num_images"]
+        values = [n, n * metrics["ann_top1"]] + [n * row[k] for row in metrics["snn"] for k in _PER_IMAGE]
+        total = trainer.strategy.reduce(torch.tensor(values, dtype=torch.float64, device=trainer.strategy.root_device),
+                                        reduce_op="sum").tolist()
+        metrics["num_images"] = int(total[0])
+        metrics["ann_top1"] = total[1] / total[0]
+        sums = iter(total[2:])
+        for row in metrics["snn"]:
+            for k in _PER_IMAGE:
+                row[k] = next(sums) / total[0]

@@ -1,0 +1,8 @@
+"""ANN → SNN conversion and simulation: ``convert`` a trained CNN, ``simulate`` or ``evaluate`` it over T steps."""
+from .convert import convert
+from .evaluate import EvalResult, evaluate
+from .network import SpikingNetwork
+from .neurons import SpikingMaxPool, SpikingNeuron
+from .simulate import simulate
+
+__all__ = ["convert", "simulate", "evaluate", "SpikingNetwork", "EvalResult", "SpikingNeuron", "SpikingMaxPool"]

@@ -1,0 +1,106 @@
+"""Accuracy, spike statistics and an energy estimate of a converted network at several T."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+from rich.progress import track
+from torch import nn
+
+from .network import SpikingNetwork
+from .simulate import DEFAULT_T, run
+from .stats import measure_costs
+
+MAC_PJ = 4.6  # 32-bit float multiply (3.7 pJ) + add (0.9 pJ), 45 nm, Horowitz (ISSCC 2014)
+AC_PJ = 0.9  # 32-bit float add, same source
+ENERGY_MODEL = {
+    "mac_pJ": MAC_PJ,
+    "ac_pJ": AC_PJ,
+    "source": "Horowitz, ISSCC 2014, 45 nm CMOS, 32-bit floating point",
+    "ann": "MACs x mac_pJ",
+    "snn": "SynOps x ac_pJ + input-layer MACs x mac_pJ, the latter once per image under direct encoding "
+           "(the input layer runs once); memory access and neuron updates are not counted",
+}
+
+
+@dataclass
+class EvalResult:
+    """Evaluation of an SNN; dicts keyed by T are per image and cumulative over the first T steps."""
+
+    T: list[int]
+    num_images: int
+    top1: dict[int, float]  # percent
+    ann_top1: float | None  # percent, when an ANN was given
+    firing_rate: dict[int, dict[str, float]]  # spikes per neuron per step, by layer
+    spikes_per_image: dict[int, float]  # all spiking layers, input spikes excluded
+    synops_per_image: dict[int, float]
+    ann_macs_per_image: float
+    encoding_macs_per_image: float
+    energy_uJ_per_image: dict[int, float]
+    ann_energy_uJ_per_image: float
+    energy_model: dict[str, Any]
+    config: dict[str, Any]  # the SNN's conversion settings
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable dict (for model cards and result files)."""
+        return dataclasses.asdict(self)
+
+
+def evaluate(snn: SpikingNetwork, dataloader: Iterable[Any], T: Iterable[int] = DEFAULT_T,
+             ann: nn.Module | None = None, progress: bool = True, max_batches: int | None = None) -> EvalResult:
+    """Top-1 accuracy of ``snn`` at every T (one simulation per batch), its spike statistics and energy estimate;
+    with ``ann``, also the ANN's top-1 on the same batches. ``dataloader`` yields ``(x, y, ...)``."""
+    steps = sorted(set(T))
+    device = next(snn.parameters(), torch.empty(0)).device
+    ann_device = next(ann.parameters(), torch.empty(0)).device if ann is not None else device
+    correct, spikes = Counter(), {t: Counter() for t in steps}
+    ann_correct, images, costs = 0, 0, None
+    ann_mode = ann.training if ann is not None else False
+    total = len(dataloader) if hasattr(dataloader, "__len__") else None
+    batches = dataloader
+    if max_batches is not None:
+        total = max_batches if total is None else min(total, max_batches)
+        batches = itertools.islice(dataloader, max_batches)
+    try:
+        if ann is not None:
+            ann.eval()
+        for x, y, *_ in track(batches, description="SNN evaluation", total=total, disable=not progress):
+            x, y = x.to(device), y.to(device)
+            if costs is None:
+                costs = measure_costs(snn, x)
+            outputs, counts = run(snn, x, steps, count_spikes=True)
+            for t in steps:
+                correct[t] += int((outputs[t].argmax(1) == y).sum())
+                spikes[t].update(counts[t])
+            if ann is not None:
+                with torch.no_grad():
+                    ann_correct += int((ann(x.to(ann_device)).argmax(1).to(device) == y).sum())
+            images += len(y)
+    finally:
+        if ann is not None:
+            ann.train(ann_mode)
+    if costs is None:
+        raise ValueError("the dataloader yielded no batches")
+
+    synops = {t: sum(spikes[t][name] * costs.fanout[name] for name in costs.fanout) / images for t in steps}
+    encoding = costs.encoding_macs
+    return EvalResult(
+        T=steps,
+        num_images=images,
+        top1={t: 100 * correct[t] / images for t in steps},
+        ann_top1=100 * ann_correct / images if ann is not None else None,
+        firing_rate={t: {name: spikes[t][name] / (images * n * t) for name, n in costs.neurons.items()}
+                     for t in steps},
+        spikes_per_image={t: sum(c for name, c in spikes[t].items() if name != "input") / images for t in steps},
+        synops_per_image=synops,
+        ann_macs_per_image=costs.ann_macs,
+        encoding_macs_per_image=encoding,
+        energy_uJ_per_image={t: (synops[t] * AC_PJ + encoding * MAC_PJ) * 1e-6 for t in steps},
+        ann_energy_uJ_per_image=costs.ann_macs * MAC_PJ * 1e-6,
+        energy_model=dict(ENERGY_MODEL),
+        config=snn.config(),
+    )

@@ -1,0 +1,87 @@
+"""Stateful spiking modules that take the place of ANN activations (and, on request, of max pooling).
+
+A neuron's output carries its threshold as amplitude (θ·spike), so the next layer keeps the ANN's weights: the mean
+output over T steps approximates the ANN activation clip(x, 0, θ) with an error of about θ/T. State lives in plain
+attributes that ``reset()`` clears; nothing carries over between simulations.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NEURONS = ("rmp", "if")
+
+
+class SpikingNeuron(nn.Module):
+    """Integrate-and-fire neuron with threshold θ.
+
+    ``"rmp"`` (residual membrane potential) resets by subtracting θ, so the charge above threshold is kept and the
+    rate is exact to within 1/T; ``"if"`` resets to zero and loses that charge, which lowers its rate. The threshold is
+    a buffer so that it travels in ``state_dict`` and safetensors files.
+    """
+
+    def __init__(self, threshold: float, neuron: str = "rmp", initial_potential: float = 0.0) -> None:
+        super().__init__()
+        if neuron not in NEURONS:
+            raise ValueError(f"unknown neuron {neuron!r}; choose one of {', '.join(NEURONS)}")
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+        self.neuron = neuron
+        self.initial_potential = float(initial_potential)
+        self.count_spikes = False
+        self.v: torch.Tensor | None = None
+        self.spike_count: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget membrane potential and spike count: the next call starts a new simulation."""
+        self.v = None
+        self.spike_count = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Charge; a fresh tensor on the first step, because ``x`` may be a cached value used again next step.
+        if self.v is None:
+            self.v = x + self.threshold * self.initial_potential if self.initial_potential else x.clone()
+        else:
+            self.v.add_(x)
+        spike = self.v >= self.threshold
+        out = spike * self.threshold
+        if self.neuron == "rmp":
+            self.v.sub_(out)
+        else:
+            self.v.masked_fill_(spike, 0.0)
+        if self.count_spikes:
+            n = spike.sum()
+            self.spike_count = n if self.spike_count is None else self.spike_count + n
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.neuron}, threshold={self.threshold.item():.4g}, initial_potential={self.initial_potential:g}"
+
+
+_MAX_POOL = {nn.MaxPool1d: F.max_pool1d, nn.MaxPool2d: F.max_pool2d, nn.MaxPool3d: F.max_pool3d}
+
+
+class SpikingMaxPool(nn.Module):
+    """Max pooling by spike gating (Rueckauer et al. 2017): each window passes on the current input of the unit whose
+    input summed so far is largest.
+
+    Once the most active unit of a window leads, the window's mean output is that unit's rate, i.e. the max of the
+    rates, as in the ANN. Early on the leader can change, so this converges more slowly than average pooling. On a
+    constant input (the first layer under direct encoding) it is exact.
+    """
+
+    def __init__(self, pool: nn.MaxPool1d | nn.MaxPool2d | nn.MaxPool3d) -> None:
+        super().__init__()
+        self.pool = pool
+        self.total: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the summed input."""
+        self.total = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.total = x.clone() if self.total is None else self.total.add_(x)
+        p = self.pool
+        _, idx = _MAX_POOL[type(p)](self.total, p.kernel_size, p.stride, p.padding, p.dilation, ceil_mode=p.ceil_mode,
+                                    return_indices=True)
+        return x.flatten(2).gather(2, idx.flatten(2)).view_as(idx)

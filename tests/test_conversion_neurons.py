@@ -1,0 +1,81 @@
+"""Single-neuron physics: rates under constant input, and the spiking max-pool gate."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rmp_zoo.conversion import SpikingMaxPool, SpikingNeuron
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy machine the thread pool stalls badly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+currents = st.lists(st.floats(-2.0, 6.0, allow_nan=False, width=32), min_size=1, max_size=16)
+
+
+def rates(neuron: SpikingNeuron, x: torch.Tensor, T: int) -> torch.Tensor:
+    """Fraction of the T steps in which each neuron spiked under constant input ``x``."""
+    spikes = sum((neuron(x) > 0).double() for _ in range(T))
+    return spikes / T
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=currents, theta=st.floats(0.25, 4.0), T=st.integers(1, 300))
+def test_rmp_rate_is_clipped_input_over_threshold(x, theta, T):
+    x = torch.tensor(x)
+    rate = rates(SpikingNeuron(theta, "rmp"), x, T)
+    expected = (x.double() / theta).clamp(0, 1)
+    assert torch.all((rate - expected).abs() <= 1 / T + 1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=currents, theta=st.floats(0.25, 4.0), T=st.integers(1, 300))
+def test_half_threshold_start_rounds_to_nearest(x, theta, T):
+    """Starting at θ/2 turns the floor into rounding: the error halves (the QCFS correspondence)."""
+    x = torch.tensor(x)
+    rate = rates(SpikingNeuron(theta, "rmp", initial_potential=0.5), x, T)
+    expected = (x.double() / theta).clamp(0, 1)
+    assert torch.all((rate - expected).abs() <= 0.5 / T + 1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=currents, theta=st.floats(0.25, 4.0), T=st.integers(1, 300))
+def test_hard_reset_never_fires_more_than_rmp(x, theta, T):
+    x = torch.tensor(x)
+    assert torch.all(rates(SpikingNeuron(theta, "if"), x, T) <= rates(SpikingNeuron(theta, "rmp"), x, T))
+
+
+def test_hard_reset_loses_the_residual():
+    # x/θ = 0.6: the IF neuron spikes every second step (0.6, 1.2 → reset to 0), losing 0.2 per spike.
+    x = torch.tensor([0.6])
+    assert rates(SpikingNeuron(1.0, "if"), x, 100).item() == 0.5
+    assert abs(rates(SpikingNeuron(1.0, "rmp"), x, 100).item() - 0.6) <= 0.01
+
+
+def test_reset_forgets_state():
+    neuron = SpikingNeuron(1.0, "rmp")
+    first = [neuron(torch.tensor([0.7])).item() for _ in range(5)]
+    neuron.reset()
+    assert [neuron(torch.tensor([0.7])).item() for _ in range(5)] == first
+
+
+def test_spike_output_carries_threshold():
+    out = SpikingNeuron(2.5)(torch.tensor([3.0, 1.0]))
+    assert out.tolist() == [2.5, 0.0]
+
+
+def test_gated_max_pool_passes_the_fastest_unit():
+    """Four neurons with different constant inputs share one 2×2 window: the gate settles on the fastest one."""
+    theta, T = 1.0, 400
+    neurons = SpikingNeuron(theta)
+    pool = SpikingMaxPool(torch.nn.MaxPool2d(2))
+    x = torch.tensor([0.2, 0.7, 0.5, 0.1]).reshape(1, 1, 2, 2)
+    mean = sum(pool(neurons(x)) for _ in range(T)) / T
+    assert mean.shape == (1, 1, 1, 1)
+    assert abs(mean.item() - 0.7) <= 5 / T
