@@ -117,11 +117,15 @@ class ArrayDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 batch → model input: augmented when training, always normalised."""
+        if train and self.augment:
+            x = random_crop_flip(x)
+        return normalize(x, self.mean, self.std)
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch
-        if self.augment and self.trainer is not None and self.trainer.training:
-            x = random_crop_flip(x)
-        return normalize(x, self.mean, self.std), y
+        return self.transform(x, train=self.trainer is not None and self.trainer.training), y
 
     def eval_batches(self, split: str = "test", limit: int | None = None) -> "NormalizedBatches":
         """Normalised, unaugmented (x, y) batches of ``split`` for use outside a Trainer (conversion, eval)."""

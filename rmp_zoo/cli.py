@@ -1,0 +1,284 @@
+"""rmp-zoo: list, inspect, download and evaluate zoo models; export a training run and publish it.
+
+Publishing a model:  python train.py recipe=R  →  rmp-zoo export RUN_DIR --name NAME  →  rmp-zoo push
+checkpoints/NAME --repo-id rmp-zoo/NAME  →  paste the printed revision and hashes into rmp_zoo/zoo/registry.py.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .zoo.errors import ZooError
+from .zoo.folder import CARD, CONFIG, LOAD_FILES, METRICS, PLOT, hash_folder, read_json, write_json
+from .zoo.registry import HUB_ORG, ZOO, list_models, published_entry_args
+
+console = Console()
+err_console = Console(stderr=True)
+LIST_T = (8, 32, 128)
+
+
+def _steps(text: str) -> list[int]:
+    try:
+        steps = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--T takes comma-separated integers like 8,16,32, got {text!r}") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"--T needs positive integers, got {text!r}")
+    return steps
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _show(pairs) -> None:
+    """Print ``key  value`` lines, values verbatim (no rich markup)."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", justify="right")
+    grid.add_column()
+    for key, value in pairs:
+        grid.add_row(key, Text(str(value)))
+    console.print(grid)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .zoo.loader import entry_status
+
+    table = Table(title="rmp_zoo models: top-1 accuracy (%) of the ANN and of the SNN at T steps")
+    table.add_column("name", no_wrap=True)
+    for col in ("ANN", *(f"T={t}" for t in LIST_T)):
+        table.add_column(col, justify="right")
+    table.add_column("status", no_wrap=True)
+    for name in list_models(args.pattern):
+        e = ZOO[name]
+        pct = [f"{e.ann_top1:.2f}" if e.ann_top1 is not None else "–",
+               *(f"{e.snn_top1[t]:.2f}" if t in e.snn_top1 else "–" for t in LIST_T)]
+        table.add_row(name, *pct, entry_status(e))
+    console.print(table)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .zoo.errors import HubUnavailableError
+    from .zoo.loader import entry_status, fetch, parse_name
+
+    source = parse_name(args.name)
+    if source.entry is not None:
+        e = source.entry
+        _show([("name", e.name), ("status", entry_status(e)), ("hub repo", e.hub_id),
+               ("revision", e.revision or "– (not built)"), ("architecture", e.architecture),
+               ("dataset", e.dataset), ("data needed", e.data), ("recipe", e.recipe),
+               *((f"sha256 {f}", h) for f, h in e.sha256.items())])
+        if not e.built:
+            return 0
+    try:
+        folder = fetch(source, (CONFIG, METRICS))
+    except HubUnavailableError as err:
+        err_console.print(f"details need {CONFIG} and {METRICS}: {err}", style="yellow", markup=False)
+        return 0
+    config, metrics = read_json(folder / CONFIG), read_json(folder / METRICS)
+    conv = config["conversion"]
+    _show([("folder", folder), ("neuron", conv["neuron"]), ("thresholds", conv["threshold_method"]),
+           ("init. potential", conv["initial_potential"]), ("preprocessing", config["preprocessing"]),
+           ("classes", f"{len(config['classes'])}: {', '.join(config['classes'][:5])}"
+                       + (", ..." if len(config["classes"]) > 5 else "")),
+           ("ANN top-1", f"{metrics['ann_top1']:.2f}% on {metrics['num_images']} test images"),
+           ("SNN top-1", ", ".join(f"T={r['T']}: {r['top1']:.2f}%" for r in metrics["snn"])),
+           ("measured by", metrics["command"])])
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .zoo.hub import download
+    from .zoo.loader import fetch, not_built_error, parse_name
+
+    if args.all == (args.name is not None):
+        raise ValueError("give a model NAME or --all, not both or neither")
+    for name in list_models() if args.all else [args.name]:
+        source = parse_name(name)
+        if source.kind == "local-dir":
+            raise ValueError(f"{name} is a local folder already; nothing to download")
+        e = source.entry
+        if e is not None and not e.built:
+            if not args.all:
+                raise not_built_error(e)
+            console.print(f"{name}: not built, skipped")
+            continue
+        folder = download(e.hub_id, tuple(e.sha256), e.revision, e.sha256) if e else fetch(source)
+        console.print(f"{name}: {folder}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .zoo.loader import load_pair
+    from .zoo.measure import build_datamodule, measure
+    from .zoo.report import plot_accuracy, results_table, write_csv
+
+    ann, snn = load_pair(args.name, map_location=args.device)
+    folder = Path(snn.pretrained_cfg["folder"])
+    config, published = read_json(folder / CONFIG), read_json(folder / METRICS)
+    steps = args.T or [row["T"] for row in published["snn"]]
+    limit = args.limit if args.limit is not None else published["num_images"]
+    batch_size = args.batch_size or published["batch_size"]
+    datamodule = build_datamodule(config["dataset"], args.data_root, batch_size)
+    datamodule.setup("test")
+    command = ["rmp-zoo", "eval", args.name, "--T", ",".join(map(str, steps)), "--limit", str(limit),
+               "--batch-size", str(batch_size), *(["--data-root", args.data_root] if args.data_root else [])]
+    metrics = measure(snn, ann, datamodule.eval_batches("test", limit), steps, dataset=config["dataset"]["name"],
+                      batch_size=batch_size, command=shlex.join(command), progress=not args.quiet)
+    metrics = {"model": args.name, "revision": snn.pretrained_cfg["revision"], **metrics}
+    same_images = metrics["num_images"] == published["num_images"]  # else the published numbers do not compare
+    console.print(results_table(metrics, args.name, published if same_images else None))
+    out = Path(args.out or Path("outputs") / "eval" / re.sub(r"[^\w.-]+", "_", args.name))
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(metrics, out / "eval.csv")
+    plot_accuracy(metrics, out / PLOT, args.name)
+    console.print(f"wrote {out / 'eval.csv'} and {out / PLOT}")
+    if args.json:
+        write_json(args.json, metrics)
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .zoo.export import export
+    from .zoo.report import results_table
+
+    out = export(args.run_dir, args.name, args.out, neuron=args.neuron, threshold=args.threshold,
+                 initial_potential=args.initial_potential, scale=args.scale, T=args.T, data_root=args.data_root,
+                 limit=args.limit, batch_size=args.batch_size, calibration_images=args.calibration_images,
+                 device=args.device, repo_id=args.repo_id, recipe=args.recipe, force=args.force,
+                 progress=not args.quiet)
+    metrics = read_json(out / METRICS)
+    console.print(results_table(metrics, args.name))
+    console.print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+    repo_id = args.repo_id or f"{HUB_ORG}/{args.name}"
+    console.print(f"publish it with: rmp-zoo push {shlex.quote(str(out))} --repo-id {repo_id}")
+    return 0
+
+
+def _print_registry_args(folder: Path, revision: str, files: dict[str, str]) -> None:
+    console.print("registry entry arguments (rmp_zoo/zoo/registry.py):")
+    print(published_entry_args(revision, files, read_json(folder / METRICS)))
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .zoo.hub import push
+
+    folder = Path(args.dir)
+    card = (folder / CARD).read_text(encoding="utf-8") if (folder / CARD).is_file() else ""
+    if "hf-hub:" in card and f'"hf-hub:{args.repo_id}"' not in card:
+        err_console.print(f"warning: the model card names another Hub repo than {args.repo_id}; re-export with "
+                          f"--repo-id {args.repo_id} to fix its usage lines", style="yellow", markup=False)
+    info, kept_card = push(folder, args.repo_id, args.revision, force=args.force, private=args.private)
+    console.print(f"pushed {folder} to {args.repo_id} as commit {info.oid} ({info.commit_url})")
+    files = hash_folder(folder)
+    if kept_card:
+        console.print(f"kept the {CARD} already on the Hub; pass --force to replace it")
+        files.pop(CARD, None)  # the Hub's card is not the one hashed here
+    _print_registry_args(folder, info.oid, files)
+    return 0
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    folder = Path(args.dir)
+    files = hash_folder(folder)
+    missing = [f for f in LOAD_FILES if f not in files]
+    if missing:
+        raise ZooError(f"{folder} lacks {', '.join(missing)}; it is not a zoo folder")
+    for f, h in files.items():
+        print(f"{h}  {f}")
+    if args.revision:
+        _print_registry_args(folder, args.revision, files)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rmp-zoo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list zoo models with their accuracy and status")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. '*cifar10*'")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="show a model's registry entry, config and metrics")
+    p.add_argument("name", help="registry name, local-dir:PATH or hf-hub:ORG/REPO[@REV]")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("download", help="fetch a model's files into the huggingface_hub cache")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--all", action="store_true", help="every built registry model")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("eval", help="evaluate a model on its test split at several T")
+    p.add_argument("name")
+    p.add_argument("--T", type=_steps, help="time steps, e.g. 8,16,32,64 (default: those in metrics.json)")
+    p.add_argument("--data-root", help="folder with the dataset (see `rmp-zoo info NAME`)")
+    p.add_argument("--limit", type=int, help="first N test images (default: as many as metrics.json counted)")
+    p.add_argument("--batch-size", type=int, help="default: the batch size metrics.json was measured with")
+    p.add_argument("--json", help="also write the results as JSON to this file")
+    p.add_argument("--out", help="folder for eval.csv and the plot (default outputs/eval/NAME)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="convert a training run's best checkpoint into a zoo folder")
+    p.add_argument("run_dir", help="output folder of `python train.py recipe=...`")
+    p.add_argument("--name", required=True, help="model name, e.g. resnet20-cifar10-rmp")
+    p.add_argument("--out", help="default checkpoints/NAME")
+    p.add_argument("--neuron", default="rmp", choices=("rmp", "if"))
+    p.add_argument("--threshold", default="trained", help="trained, max or a percentile such as 99.9%%")
+    p.add_argument("--initial-potential", type=float, default=0.0, help="fraction of the threshold at t=0")
+    p.add_argument("--scale", type=float, default=1.0, help="factor on every threshold")
+    p.add_argument("--T", type=_steps, default=_steps("1,2,4,8,16,32,64,128"))
+    p.add_argument("--data-root", help="default: the run's data root")
+    p.add_argument("--limit", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--calibration-images", type=int, default=4096,
+                   help="training images for threshold=max or a percentile")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--repo-id", help="Hub repo named in the card (default rmp-zoo/NAME)")
+    p.add_argument("--recipe", help="training command for the card (default: the registry's)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("push", help="publish a zoo folder to the Hub as one commit")
+    p.add_argument("dir")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME")
+    p.add_argument("--revision", help="branch to commit to (default main)")
+    p.add_argument("--force", action="store_true", help="replace a README.md card already on the Hub")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("hash", help="print a zoo folder's sha256s (and, with --revision, its registry arguments)")
+    p.add_argument("dir")
+    p.add_argument("--revision", help="the Hub commit the folder was pushed as")
+    p.set_defaults(func=cmd_hash)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "device", "unset") is None:
+        args.device = _default_device()
+    try:
+        return args.func(args)
+    except (ZooError, ValueError, FileNotFoundError) as err:
+        err_console.print(f"error: {err}", style="red", markup=False, highlight=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Turn a training run into a zoo folder: rebuild the ANN from its best checkpoint, convert, measure, write.
+
+The numbers in ``metrics.json`` are measured on the network reloaded from the files just written, through the same
+code ``load`` uses, so they describe exactly what users get. The folder appears only when complete.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from ..conversion import convert
+from ..models import create_model
+from .card import model_card
+from .errors import ZooError
+from .folder import (CARD, CONFIG, FORMAT_VERSION, METRICS, PLOT, WEIGHTS, library_version, read_json, read_weights,
+                     write_json, write_weights)
+from .loader import build_ann, build_snn
+from .measure import build_datamodule, measure
+from .registry import DATA_NEEDED, HUB_ORG, ZOO
+from .report import plot_accuracy
+
+EXPORT_T = (1, 2, 4, 8, 16, 32, 64, 128)
+DATA_KEYS_DROPPED = ("_target_", "name", "root", "download")  # per machine, not part of the dataset's identity
+
+
+def read_run(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """From a ``train.py`` run folder: the best ANN (eval mode), its create_model kwargs, the data config and
+    the training record. The checkpoint is read with ``weights_only=True``: nothing is unpickled."""
+    run_dir = Path(run_dir)
+    ckpt_path, cfg_path = run_dir / "checkpoints" / "best.ckpt", run_dir / "config.yaml"
+    missing = [str(p) for p in (ckpt_path, cfg_path) if not p.is_file()]
+    if missing:
+        raise ZooError(f"{run_dir} is not a finished training run: missing {', '.join(missing)}. Pass the output "
+                       "folder of `python train.py recipe=...`.")
+    from ..training import ClassificationModule  # here, so that `load` does not import Lightning
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hparams = ckpt["hyper_parameters"]
+    # The checkpoint holds every weight, so a recipe's pretrained=... source is not needed again.
+    kwargs = {k: v for k, v in ClassificationModule.model_constraints(hparams).items() if k != "pretrained"}
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    ann = create_model(hparams["arch"], num_classes=hparams["num_classes"], **kwargs)
+    ann.load_state_dict(state, strict=True)
+    data = OmegaConf.to_container(OmegaConf.load(cfg_path)["data"], resolve=True)
+    results = run_dir / "results.json"
+    training = {"checkpoint": "best.ckpt", "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
+                "results": read_json(results) if results.is_file() else None}
+    return ann.eval(), {"architecture": hparams["arch"], "num_classes": hparams["num_classes"],
+                        "model_kwargs": kwargs}, data, training
+
+
+def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neuron: str = "rmp",
+           threshold: str = "trained", initial_potential: float = 0.0, scale: float = 1.0,
+           T: Iterable[int] = EXPORT_T, data_root: str | None = None, limit: int | None = None,
+           batch_size: int | None = None, calibration_images: int = 4096, device: str = "cpu",
+           repo_id: str | None = None, recipe: str | None = None, force: bool = False,
+           progress: bool = True) -> Path:
+    """Write the zoo folder for the best checkpoint of ``run_dir`` to ``out`` (default ``checkpoints/<name>``).
+
+    ``threshold`` is "trained" (ClipReLU/QCFS thresholds) or "max" / a percentile such as "99.9%", measured on up
+    to ``calibration_images`` training images. Accuracy is measured on the test split (its first ``limit`` images).
+    """
+    out = Path(out if out is not None else Path("checkpoints") / name)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ZooError(f"{out} already exists; pass --force to replace it, or choose another --out")
+    T = sorted(set(T))
+    recipe = recipe or (ZOO[name].recipe if name in ZOO else None)
+    repo_id = repo_id or f"{HUB_ORG}/{name}"
+    ann, model, data, training = read_run(run_dir)
+    dataset = {"name": data["name"], "datamodule": {k: v for k, v in data.items() if k not in DATA_KEYS_DROPPED},
+               "needs_data_root": "root" in data, "data": DATA_NEEDED.get(data["name"], "none (generated)")}
+    datamodule = build_datamodule(dataset, data_root or data.get("root"), batch_size)
+    datamodule.setup("test")
+    calibration = None if threshold == "trained" else datamodule.eval_batches("train", calibration_images)
+    snn = convert(ann.to(device), calibration, neuron, threshold, scale=scale, initial_potential=initial_potential)
+    config = {"format_version": FORMAT_VERSION, "name": name, "library": f"rmp_zoo {library_version()}", **model,
+              "conversion": snn.config(), "dataset": dataset, "preprocessing": datamodule.preprocessing,
+              "classes": list(datamodule.classes), "recipe": recipe, "training": training}
+    command = _command(run_dir, {
+        "--name": name, "--out": out, "--neuron": neuron, "--threshold": threshold,
+        "--initial-potential": initial_potential, "--scale": scale, "--T": ",".join(map(str, T)),
+        "--data-root": data_root, "--limit": limit, "--batch-size": batch_size, "--device": device,
+        "--calibration-images": None if threshold == "trained" else calibration_images})
+    thresholds = snn.thresholds()
+    state = ann.state_dict()
+
+    def write(folder: Path) -> None:
+        write_weights(folder / WEIGHTS, state, thresholds)
+        write_json(folder / CONFIG, config)
+        weights, stored = read_weights(folder / WEIGHTS)
+        ann_back = build_ann(config, weights, folder).to(device)
+        snn_back = build_snn(ann_back, config, stored)
+        metrics = measure(snn_back, ann_back, datamodule.eval_batches("test", limit), T, dataset=dataset["name"],
+                          batch_size=datamodule.eval_batch_size, command=command, progress=progress)
+        write_json(folder / METRICS, metrics)
+        plot_accuracy(metrics, folder / PLOT, name)
+        (folder / CARD).write_text(model_card(config, metrics, name if name in ZOO else f"hf-hub:{repo_id}"),
+                                   encoding="utf-8")
+
+    _write_atomically(out, write)
+    return out
+
+
+def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:
+    """Build the folder next to ``out`` and move it into place only once ``write`` has finished."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        write(tmp)
+        for path in (tmp, *tmp.iterdir()):  # mkdtemp (and safetensors) make them private; the result is not
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            out.rename(old / out.name)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _command(run_dir: str | Path, options: Mapping[str, Any]) -> str:
+    """The ``rmp-zoo export`` command line that repeats this export (recorded in metrics.json and the card)."""
+    args = ["rmp-zoo", "export", str(run_dir)]
+    for flag, value in options.items():
+        if value is not None:
+            args += [flag, str(value)]
+    return shlex.join(args)

@@ -1,0 +1,199 @@
+"""``load`` / ``load_ann``: find a zoo model's files, check them, rebuild the ANN and the converted SNN.
+
+A name is one of
+
+- a registry name (``resnet20-cifar10-rmp``): looked up in ``checkpoints/<name>/`` of this repository, then
+  ``$RMP_ZOO_HOME/<name>/``, then the huggingface_hub cache at the pinned commit, then downloaded; every file must
+  match the sha256 the registry pins;
+- ``local-dir:PATH``: a folder written by ``rmp-zoo export``;
+- ``hf-hub:ORG/REPO[@REVISION]``: any Hub repo in the zoo folder format.
+
+Without registry hashes, files are still checked to be complete and are parsed safely (JSON, safetensors).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..conversion import SpikingNetwork, convert
+from ..models import create_model
+from .errors import IncompleteFolderError, IntegrityError, NotBuiltError, ZooError
+from .folder import CONFIG, LOAD_FILES, METRICS, WEIGHTS, check_file, read_json, read_weights, require_files
+from .hub import download, is_cached
+from .registry import ZOO, ZooEntry, get_entry
+
+LOCAL_PREFIX, HUB_PREFIX = "local-dir:", "hf-hub:"
+REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a model's files come from: a registry entry, a local folder or a Hub repo."""
+
+    name: str
+    kind: str  # "registry", "local-dir" or "hf-hub"
+    entry: ZooEntry | None = None
+    path: Path | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+
+
+def parse_name(name: str, revision: str | None = None) -> Source:
+    """Interpret ``name``; a bare name that looks like a path or a repo id is refused, naming the prefix to use."""
+    if name.startswith(LOCAL_PREFIX):
+        if revision is not None:
+            raise ValueError(f"{name}: a local folder has no revisions; drop revision={revision!r}")
+        return Source(name, "local-dir", path=Path(name[len(LOCAL_PREFIX):]).expanduser())
+    if name.startswith(HUB_PREFIX):
+        repo_id, _, rev = name[len(HUB_PREFIX):].partition("@")
+        if rev and revision and rev != revision:
+            raise ValueError(f"{name} names revision {rev!r} but revision={revision!r} was passed; give one")
+        if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+            raise ValueError(f"{name}: expected hf-hub:ORG/REPO[@REVISION]")
+        return Source(name, "hf-hub", repo_id=repo_id, revision=rev or revision)
+    if name not in ZOO and os.path.exists(name):
+        raise ValueError(f"{name!r} is not a zoo model name but a path on disk; to load that folder use "
+                         f"'{LOCAL_PREFIX}{name}'")
+    if name not in ZOO and "/" in name:
+        raise ValueError(f"{name!r} is not a zoo model name; for a Hub repo use '{HUB_PREFIX}{name}', for a folder "
+                         f"'{LOCAL_PREFIX}{name}'")
+    entry = get_entry(name)
+    if revision is not None and revision != entry.revision:
+        raise ValueError(f"{name} is pinned to revision {entry.revision}; to load revision {revision!r} of its repo "
+                         f"use '{HUB_PREFIX}{entry.hub_id}@{revision}' (checked for completeness, not by hash)")
+    return Source(name, "registry", entry=entry, repo_id=entry.hub_id, revision=entry.revision)
+
+
+def local_folders(name: str) -> list[Path]:
+    """Where a registry model may already sit on disk, in the order they are tried."""
+    folders = [REPO_CHECKPOINTS / name]
+    if os.environ.get("RMP_ZOO_HOME"):
+        folders.append(Path(os.environ["RMP_ZOO_HOME"]).expanduser() / name)
+    return folders
+
+
+def not_built_error(entry: ZooEntry) -> NotBuiltError:
+    local = next((p for p in local_folders(entry.name) if p.is_dir()), None)
+    hint = (f" A folder exists at {local}: load it with '{LOCAL_PREFIX}{local}', or publish it (`rmp-zoo push`) and "
+            "pin it in the registry (`rmp-zoo hash`)." if local else "")
+    return NotBuiltError(f"{entry.name} is listed but not built yet: no weights are published. Train it with "
+                         f"`{entry.recipe}` (needs {entry.data}), then `rmp-zoo export RUN_DIR --name {entry.name}`."
+                         + hint)
+
+
+def fetch(source: Source, files: tuple[str, ...] = LOAD_FILES) -> Path:
+    """The folder holding ``files`` of ``source``, each checked; downloads what is missing from the cache."""
+    if source.kind == "local-dir":
+        require_files(source.path, files)
+        for f in files:
+            check_file(source.path / f)
+        return source.path
+    entry = source.entry
+    if entry is None:  # hf-hub: use the registry's hashes when it names a pinned entry
+        entry = next((e for e in ZOO.values() if e.built and (e.hub_id, e.revision) == (source.repo_id,
+                                                                                          source.revision)), None)
+    if source.kind == "registry":
+        if not entry.built:
+            raise not_built_error(entry)
+        for folder in local_folders(entry.name):
+            if folder.is_dir():
+                require_files(folder, files)
+                for f in files:
+                    try:
+                        check_file(folder / f, entry.sha256[f])
+                    except IntegrityError as err:
+                        raise IntegrityError(f"{folder}: {err} It is not the published {entry.name}: move it away "
+                                             "to use the published one, or load it explicitly with "
+                                             f"'{LOCAL_PREFIX}{folder}'.") from None
+                return folder
+    return download(source.repo_id, files, source.revision, entry.sha256 if entry else None)
+
+
+def _read(name: str, revision: str | None, map_location: Any) -> tuple[nn.Module, dict, dict, dict[str, float]]:
+    source = parse_name(name, revision)
+    folder = fetch(source)
+    config, metrics = read_json(folder / CONFIG), read_json(folder / METRICS)
+    state, thresholds = read_weights(folder / WEIGHTS)
+    ann = build_ann(config, state, folder).to(map_location)
+    if source.kind == "hf-hub":  # the snapshot folder is named after the commit it came from
+        revision = folder.name
+    elif source.kind == "registry":
+        revision = source.revision
+    meta = metadata(config, metrics, source, folder, revision)
+    ann.pretrained_cfg = meta
+    return ann, config, meta, thresholds
+
+
+def build_ann(config: dict, state: dict, where: Path | str) -> nn.Module:
+    """The ANN ``config.json`` describes, with ``state`` loaded, in eval mode."""
+    try:
+        ann = create_model(config["architecture"], num_classes=config["num_classes"], **config["model_kwargs"])
+        ann.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise IncompleteFolderError(f"{where}: the weights do not fit the model config.json describes ({err}); "
+                                    "re-export the folder with `rmp-zoo export`") from err
+    return ann.eval()
+
+
+def build_snn(ann: nn.Module, config: dict, thresholds: dict[str, float]) -> SpikingNetwork:
+    """Convert ``ann`` with the stored thresholds (already scaled) and the recorded conversion settings."""
+    conv = config["conversion"]
+    snn = convert(ann, neuron=conv["neuron"], threshold=thresholds, initial_potential=conv["initial_potential"],
+                  encoding=conv["encoding"], seed=conv["seed"])
+    # The thresholds were chosen (and scaled) at export; record how, rather than "given" and 1.0.
+    snn.threshold_method, snn.scale = conv["threshold_method"], conv["scale"]
+    return snn
+
+
+def metadata(config: dict, metrics: dict, source: Source, folder: Path, revision: str | None) -> dict[str, Any]:
+    """What a user needs to know to use a loaded model correctly (attached as ``.pretrained_cfg``)."""
+    conv = config["conversion"]
+    return {
+        "name": config["name"], "source": source.name, "folder": str(folder), "hub_id": source.repo_id,
+        "revision": revision, "architecture": config["architecture"], "num_classes": config["num_classes"],
+        "dataset": config["dataset"]["name"], "classes": config["classes"], "preprocessing": config["preprocessing"],
+        "neuron": conv["neuron"], "threshold_method": conv["threshold_method"], "scale": conv["scale"],
+        "initial_potential": conv["initial_potential"], "encoding": conv["encoding"],
+        "ann_top1": metrics["ann_top1"], "snn_top1": {row["T"]: row["top1"] for row in metrics["snn"]},
+        "num_test_images": metrics["num_images"], "recipe": config.get("recipe"),
+        "measured_by": metrics["command"],
+    }
+
+
+def load_ann(name: str, revision: str | None = None, map_location: Any = "cpu") -> nn.Module:
+    """The trained ANN behind zoo model ``name`` (eval mode), with ``.pretrained_cfg`` metadata."""
+    return _read(name, revision, map_location)[0]
+
+
+def load_pair(name: str, revision: str | None = None, map_location: Any = "cpu") -> tuple[nn.Module, SpikingNetwork]:
+    """The ANN and the SNN of ``name`` from one read of its files (evaluation compares the two)."""
+    ann, config, meta, thresholds = _read(name, revision, map_location)
+    try:
+        snn = build_snn(ann, config, thresholds)
+    except (KeyError, ValueError) as err:
+        raise ZooError(f"{meta['folder']}: cannot rebuild the spiking network ({err}); re-export the folder") from err
+    snn.pretrained_cfg = meta
+    return ann, snn
+
+
+def load(name: str, revision: str | None = None, map_location: Any = "cpu") -> SpikingNetwork:
+    """Zoo model ``name`` as a ready spiking network: ``load(name)(x, T=32)`` gives class scores.
+
+    ``.pretrained_cfg`` carries the facts needed to use it (preprocessing, classes, accuracy per T, provenance).
+    Errors say what to do: unknown names suggest close ones, unbuilt models name their recipe, bad downloads are
+    removed from the cache.
+    """
+    return load_pair(name, revision, map_location)[1]
+
+
+def entry_status(entry: ZooEntry) -> str:
+    """How a registry model would load now: "not built", "local", "cached" or "on the Hub" (no network)."""
+    if not entry.built:
+        return "not built"
+    if any(folder.is_dir() for folder in local_folders(entry.name)):
+        return "local"
+    return "cached" if is_cached(entry.hub_id, entry.revision) else "on the Hub"

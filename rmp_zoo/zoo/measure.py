@@ -1,0 +1,54 @@
+"""The measurement that ``metrics.json`` records, run the same way by ``rmp-zoo export`` and ``rmp-zoo eval``.
+
+Sharing one function (and one datamodule recipe, kept in ``config.json``) is what makes an evaluation reproduce the
+published numbers: same test images, same order, same batch size.
+"""
+from __future__ import annotations
+
+import platform
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from ..conversion import SpikingNetwork, evaluate
+from .errors import ZooError
+
+
+def build_datamodule(dataset: Mapping[str, Any], data_root: str | None = None, batch_size: int | None = None):
+    """The datamodule ``config.json``'s ``dataset`` section describes, reading from ``data_root``."""
+    from ..data import create_datamodule  # here: the data stack imports Lightning, which `load` does not need
+
+    kwargs = dict(dataset["datamodule"])
+    if dataset.get("needs_data_root"):
+        if data_root is None:
+            raise ZooError(f"dataset {dataset['name']} needs its data: pass --data-root DIR ({dataset['data']})")
+        kwargs.update(root=data_root, download=False)
+    if batch_size is not None:
+        kwargs["eval_batch_size"] = batch_size
+    return create_datamodule(dataset["name"], **kwargs)
+
+
+def machine() -> dict[str, str]:
+    """What ran a measurement, for the record (numbers can differ slightly between devices)."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (platform.processor() or "cpu")
+    return {"device": device, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def measure(snn: SpikingNetwork, ann: nn.Module, batches: Iterable[Any], T: Iterable[int], *, dataset: str,
+            batch_size: int, command: str, progress: bool = True) -> dict[str, Any]:
+    """ANN and per-T SNN top-1 (percent), spikes, SynOps and energy per image on ``batches`` of the test split."""
+    r = evaluate(snn, batches, T=T, ann=ann, progress=progress)
+    rows = [{"T": t, "top1": r.top1[t], "spikes_per_image": r.spikes_per_image[t],
+             "synops_per_image": r.synops_per_image[t], "energy_uJ_per_image": r.energy_uJ_per_image[t],
+             "firing_rate": r.firing_rate[t]} for t in r.T]
+    return {"dataset": dataset, "split": "test", "num_images": r.num_images, "batch_size": batch_size,
+            "ann_top1": r.ann_top1, "ann_macs_per_image": r.ann_macs_per_image,
+            "ann_energy_uJ_per_image": r.ann_energy_uJ_per_image,
+            "encoding_macs_per_image": r.encoding_macs_per_image, "snn": rows, "energy_model": r.energy_model,
+            "conversion": r.config, "command": command, "machine": machine()}
+
+
+def top1_by_T(metrics: Mapping[str, Any]) -> dict[int, float]:
+    return {row["T"]: row["top1"] for row in metrics["snn"]}

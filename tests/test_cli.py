@@ -1,0 +1,95 @@
+"""``rmp-zoo`` end to end: export a run, evaluate it, publish it to the test Hub, pin it, download it."""
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+from test_zoo import STEPS, folder, hub, isolated, make_run, run_dir  # noqa: F401  (fixtures)
+
+from rmp_zoo import cli
+from rmp_zoo.zoo.folder import LOAD_FILES, METRICS, PLOT, hash_folder, read_json
+from rmp_zoo.zoo.registry import ZOO, ZooEntry
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """Run ``rmp-zoo ARGS`` in-process; returns (exit code, stdout, stderr). Wide consoles, so nothing wraps."""
+    monkeypatch.setattr(cli, "console", Console(width=250))
+    monkeypatch.setattr(cli, "err_console", Console(width=250, stderr=True))
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = cli.main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def test_export_then_eval_reproduces_metrics(run, tmp_path):
+    exported = tmp_path / "zoo" / "tiny-rmp"
+    code, stdout, _ = run("export", make_run(tmp_path / "run"), "--name", "tiny-rmp", "--out", exported, "--T",
+                          ",".join(map(str, STEPS)), "--limit", 16, "--device", "cpu", "--quiet")
+    assert code == 0 and "rmp-zoo push" in stdout
+    published = read_json(exported / METRICS)
+    report = tmp_path / "eval"
+    code, stdout, _ = run("eval", f"local-dir:{exported}", "--json", tmp_path / "eval.json", "--out", report,
+                          "--device", "cpu", "--quiet")
+    assert code == 0 and "published %" in stdout
+    measured = read_json(tmp_path / "eval.json")
+    assert measured["num_images"] == published["num_images"] == 16
+    assert measured["ann_top1"] == published["ann_top1"]
+    for ours, theirs in zip(measured["snn"], published["snn"], strict=True):
+        assert ours["T"] == theirs["T"] and ours["top1"] == theirs["top1"]
+        assert ours["spikes_per_image"] == pytest.approx(theirs["spikes_per_image"], rel=1e-6)
+        assert ours["synops_per_image"] == pytest.approx(theirs["synops_per_image"], rel=1e-6)
+    assert (report / "eval.csv").read_text().splitlines()[0].startswith("T,top1,")
+    assert (report / PLOT).stat().st_size > 0
+
+
+def test_push_prints_registry_arguments_that_make_a_working_entry(folder, run, hub, monkeypatch):
+    code, stdout, _ = run("push", folder, "--repo-id", "rmp-zoo/tiny-rmp")
+    assert code == 0
+    oid = hub.repos["rmp-zoo/tiny-rmp"].refs["main"]
+    snippet = stdout[stdout.index("revision="):]
+    published = eval(f"dict({snippet})")  # exactly what the lead pastes into registry.py
+    assert published["revision"] == oid and published["sha256"] == hash_folder(folder)
+    monkeypatch.setitem(ZOO, "tiny-rmp", ZooEntry("tiny-rmp", "resnet20", "synthetic", "python train.py",
+                                                  "none", "rmp-zoo/tiny-rmp", **published))
+
+    code, stdout, _ = run("download", "tiny-rmp")
+    assert code == 0 and oid in stdout
+    code, stdout, _ = run("list", "tiny*")
+    assert code == 0 and "cached" in stdout and f"{published['ann_top1']:.2f}" in stdout
+    code, stdout, _ = run("info", "tiny-rmp")
+    assert code == 0 and "cached" in stdout and "measured by" in stdout and "rmp-zoo export" in stdout
+
+
+def test_push_to_a_branch_and_keep_the_card(folder, run, hub):
+    assert run("push", folder, "--repo-id", "someone/tiny", "--revision", "dev")[0] == 0
+    assert set(LOAD_FILES) <= set(hub.files("someone/tiny", "dev"))
+    code, stdout, _ = run("push", folder, "--repo-id", "someone/tiny", "--revision", "dev")
+    assert code == 0 and "kept the README.md" in stdout and "README.md" not in stdout[stdout.index("sha256="):]
+    code, stdout, _ = run("info", "hf-hub:someone/tiny@dev")
+    assert code == 0 and "T=8:" in stdout
+
+
+def test_list_and_info_of_unbuilt_models(run):
+    code, stdout, _ = run("list")
+    assert code == 0 and stdout.count("not built") == 6
+    code, stdout, _ = run("info", "resnet34-imagenet-rmp")
+    assert code == 0 and "python train.py recipe=resnet34_imagenet" in stdout and "ImageNet" in stdout
+
+
+def test_errors_name_the_fix(run):
+    code, _, stderr = run("eval", "vgg16-imagenet-rmp")
+    assert code == 1 and "python train.py recipe=vgg16_imagenet" in stderr
+    code, _, stderr = run("download", "resnet20-cifar10")
+    assert code == 1 and "Did you mean resnet20-cifar10-rmp" in stderr
+    code, stdout, _ = run("download", "--all")
+    assert code == 0 and stdout.count("not built, skipped") == 6
+
+
+def test_hash_prints_the_pinning_arguments(folder, run):
+    code, stdout, _ = run("hash", folder, "--revision", "b" * 40)
+    assert code == 0 and f'revision="{"b" * 40}"' in stdout
+    for name, digest in hash_folder(folder).items():
+        assert f"{digest}  {name}" in stdout
