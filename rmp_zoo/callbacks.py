@@ -55,11 +55,12 @@ class SNNEvaluation(pl.Callback):
         dm = trainer.datamodule
         ann = pl_module.model
         threshold = self._threshold(ann)
+        quick = dm.eval_batch_size if trainer.fast_dev_run else None  # a check run: one batch each
         calibration = None if threshold == "trained" else [
-            x.to(pl_module.device) for x, _ in dm.eval_batches("train", limit=self.calibration_images)]
+            x.to(pl_module.device) for x, _ in dm.eval_batches("train", limit=quick or self.calibration_images)]
         snn = convert(ann, calibration, neuron=self.neuron, threshold=threshold, scale=self.scale,
                       initial_potential=self.initial_potential)
-        shard = itertools.islice(dm.eval_batches(split, limit=self.limit), trainer.global_rank, None,
+        shard = itertools.islice(dm.eval_batches(split, limit=quick or self.limit), trainer.global_rank, None,
                                  trainer.world_size)
         batches = ((x.to(pl_module.device), y.to(pl_module.device)) for x, y in shard)
         metrics = measure(snn, ann, batches, self.T, dataset=dm.name, batch_size=dm.eval_batch_size,

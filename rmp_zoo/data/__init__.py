@@ -5,7 +5,8 @@ import difflib
 
 import pytorch_lightning as pl
 
-from .arrays import ArrayDataModule, ImageArrays, NormalizedBatches
+from .arrays import ArrayDataModule, ImageArrays
+from .base import NormalizedBatches, SplitDataModule
 from .cifar import CIFARDataModule, load_npz
 from .imagenet import ImageNetDataModule
 from .synthetic import SyntheticDataModule
@@ -31,4 +32,4 @@ def create_datamodule(name: str, num_classes: int | None = None, **kwargs) -> pl
 
 
 __all__ = ["create_datamodule", "DATASETS", "ArrayDataModule", "CIFARDataModule", "ImageNetDataModule",
-           "SyntheticDataModule", "ImageArrays", "NormalizedBatches", "load_npz"]
+           "SyntheticDataModule", "SplitDataModule", "ImageArrays", "NormalizedBatches", "load_npz"]

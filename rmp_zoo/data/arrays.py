@@ -1,19 +1,18 @@
 """In-memory uint8 image datasets (CIFAR arrays, synthetic images) behind one LightningDataModule.
 
 Images stay uint8 until the batch reaches its device; augmentation and normalisation then run batched there
-(``on_after_batch_transfer``). A fixed, seeded slice of the training set is held out for validation, so model
-selection never looks at the test split.
+(``on_after_batch_transfer``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .augment import normalize, random_crop_flip
+from .base import SplitDataModule, holdout
 
 
 @dataclass
@@ -57,26 +56,16 @@ class _UInt8Images(Dataset):
         return self.x[i], self.y[i]
 
 
-class ArrayDataModule(pl.LightningDataModule):
+class ArrayDataModule(SplitDataModule):
     """Base for datasets that fit in memory as uint8 arrays; subclasses implement ``load_arrays``."""
 
     name = "arrays"
-    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
-    std: tuple[float, ...] = (0.5, 0.5, 0.5)
     image_size = 32
 
     def __init__(self, num_classes: int, batch_size: int = 128, val_size: int = 5000, num_workers: int = 0,
                  augment: bool = True, seed: int = 0, eval_batch_size: int | None = None) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.val_size = val_size
-        self.num_workers = num_workers
+        super().__init__(num_classes, batch_size, eval_batch_size, val_size, num_workers, seed)
         self.augment = augment
-        self.seed = seed
-        self.classes: list[str] = []
-        self._splits: dict[str, _UInt8Images] = {}
 
     def load_arrays(self) -> ImageArrays:
         raise NotImplementedError
@@ -91,31 +80,13 @@ class ArrayDataModule(pl.LightningDataModule):
             return
         arrays = self.load_arrays()
         arrays.validate(self.name, self.num_classes)
-        if not 0 <= self.val_size < len(arrays.y_train):
-            raise ValueError(f"val_size={self.val_size} must be in [0, {len(arrays.y_train)})")
-        order = np.random.default_rng(self.seed).permutation(len(arrays.y_train))
-        val_idx, train_idx = np.sort(order[: self.val_size]), np.sort(order[self.val_size:])
+        train_idx, val_idx = holdout(len(arrays.y_train), self.val_size, self.seed)
         self.classes = list(arrays.classes)
         self._splits = {
             "train": _UInt8Images(arrays.x_train[train_idx], arrays.y_train[train_idx]),
             "val": _UInt8Images(arrays.x_train[val_idx], arrays.y_train[val_idx]),
             "test": _UInt8Images(arrays.x_test, arrays.y_test),
         }
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        return DataLoader(self._splits[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """uint8 batch → model input: augmented when training, always normalised."""
@@ -126,29 +97,3 @@ class ArrayDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch
         return self.transform(x, train=self.trainer is not None and self.trainer.training), y
-
-    def eval_batches(self, split: str = "test", limit: int | None = None) -> "NormalizedBatches":
-        """Normalised, unaugmented (x, y) batches of ``split`` for use outside a Trainer (conversion, eval)."""
-        return NormalizedBatches(self._loader(split, shuffle=False), self.mean, self.std, limit)
-
-
-class NormalizedBatches:
-    """Re-iterable view of a loader that yields normalised float batches (``mean=None``: already normalised),
-    optionally of the first ``limit`` images only."""
-
-    def __init__(self, loader: DataLoader, mean, std, limit: int | None = None) -> None:
-        self.loader, self.mean, self.std, self.limit = loader, mean, std, limit
-
-    def __len__(self) -> int:
-        n = len(self.loader.dataset) if self.limit is None else min(self.limit, len(self.loader.dataset))
-        return -(-n // self.loader.batch_size)
-
-    def __iter__(self):
-        seen = 0
-        for x, y in self.loader:
-            if self.limit is not None:
-                if seen >= self.limit:
-                    return
-                x, y = x[: self.limit - seen], y[: self.limit - seen]
-            seen += len(y)
-            yield (x if self.mean is None else normalize(x, self.mean, self.std)), y

@@ -3,32 +3,28 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
-from .arrays import NormalizedBatches
+from .base import SplitDataModule, holdout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ImageNetDataModule(pl.LightningDataModule):
+class ImageNetDataModule(SplitDataModule):
     """``root/train`` supplies training and a seeded held-out validation slice; ``root/val`` is the test split."""
 
     name = "imagenet"
     mean, std = IMAGENET_MEAN, IMAGENET_STD
+    normalize_in_batches = False  # timm's transforms normalise each image
+    pin_memory = True
 
     def __init__(self, root: str, num_classes: int = 1000, image_size: int = 224, batch_size: int = 256,
                  val_size: int = 10000, num_workers: int = 8, seed: int = 0, eval_batch_size: int | None = None,
-                 download: bool = False) -> None:
-        super().__init__()
+                 download: bool = False) -> None:  # ImageNet is never downloaded; kept so every dataset takes it
+        super().__init__(num_classes, batch_size, eval_batch_size, val_size, num_workers, seed)
         self.root = os.path.expanduser(str(root))
-        self.num_classes, self.image_size = num_classes, image_size
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.val_size, self.num_workers, self.seed = val_size, num_workers, seed
-        self.classes: list[str] = []
-        self._splits: dict = {}
+        self.image_size = image_size
 
     @property
     def preprocessing(self) -> dict:
@@ -56,29 +52,7 @@ class ImageNetDataModule(pl.LightningDataModule):
                              f"{self.num_classes}; set data.num_classes and model.num_classes to match")
         if test.classes != train_aug.classes:
             raise ValueError(f"{self.root}: train/ and val/ have different class folders")
-        if not 0 <= self.val_size < len(train_aug):
-            raise ValueError(f"val_size={self.val_size} must be in [0, {len(train_aug)})")
-        order = np.random.default_rng(self.seed).permutation(len(train_aug))
+        train_idx, val_idx = holdout(len(train_aug), self.val_size, self.seed)
         self.classes = list(train_aug.classes)
-        self._splits = {"train": Subset(train_aug, np.sort(order[self.val_size:]).tolist()),
-                        "val": Subset(train_eval, np.sort(order[: self.val_size]).tolist()),
+        self._splits = {"train": Subset(train_aug, train_idx.tolist()), "val": Subset(train_eval, val_idx.tolist()),
                         "test": test}
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        return DataLoader(self._splits[split], batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers, pin_memory=True,
-                          persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def eval_batches(self, split: str = "test", limit: int | None = None) -> NormalizedBatches:
-        """(x, y) batches of ``split`` for use outside a Trainer; timm's eval transform already normalised them."""
-        return NormalizedBatches(self._loader(split, shuffle=False), None, None, limit)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._registry import register_model
-from .activations import make_activation
+from .constraints import Constraints
 
 
 class PadShortcut(nn.Module):
@@ -59,33 +59,20 @@ class ResNet(nn.Module):
         num_classes: int,
         stem: str,
         shortcut: str,
-        activation: str = "relu",
-        act_threshold: float = 8.0,
-        qcfs_levels: int = 8,
-        pool: str = "avg",
-        bias: bool = False,
-        batchnorm: bool = True,
-        dropout: float = 0.0,
+        **constraints,
     ) -> None:
         super().__init__()
-        if not batchnorm or bias:
+        c = Constraints(**constraints)
+        if not c.batchnorm or c.bias:
             raise ValueError("ResNets here always use BatchNorm without conv bias (conversion folds BN); "
                              "drop the bias/batchnorm overrides")
-
-        def act() -> nn.Module:
-            return make_activation(activation, act_threshold, qcfs_levels)
-
+        act = c.act
         if stem == "cifar":
             self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
             self.maxpool = nn.Identity()
-        elif stem == "imagenet":
+        elif stem == "imagenet":  # named as in torchvision, whose weights load; avg pooling unless pool="max"
             self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
-            if pool == "avg":
-                self.maxpool = nn.AvgPool2d(3, 2, 1)
-            elif pool == "max":
-                self.maxpool = nn.MaxPool2d(3, 2, 1)
-            else:
-                raise ValueError(f"unknown pooling {pool!r}; choose 'avg' (converts exactly) or 'max'")
+            self.maxpool = c.pooling(3, 2, 1)
         else:
             raise ValueError(f"unknown stem {stem!r}; choose 'cifar' or 'imagenet'")
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -100,7 +87,7 @@ class ResNet(nn.Module):
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.num_stages = len(depths)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(c.dropout)
         self.fc = nn.Linear(inplanes, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -4,42 +4,29 @@ from __future__ import annotations
 from torch import nn
 
 from ._registry import register_model
-from .activations import make_activation
+from .constraints import Constraints
 
 _VGG16_LAYERS = (64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P")
 _VARIANTS = {"cifar": (1, 512), "imagenet": (7, 4096)}  # variant -> (pooled size, classifier width)
 
 
 class VGG(nn.Module):
-    def __init__(
-        self,
-        layers: tuple,
-        num_classes: int,
-        variant: str = "cifar",
-        activation: str = "relu",
-        act_threshold: float = 8.0,
-        qcfs_levels: int = 8,
-        pool: str = "avg",
-        bias: bool = False,
-        batchnorm: bool = True,
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, layers: tuple, num_classes: int, variant: str = "cifar", **constraints) -> None:
         super().__init__()
         if variant not in _VARIANTS:
             raise ValueError(f"unknown VGG variant {variant!r}; choose one of {', '.join(_VARIANTS)}")
         pooled, width = _VARIANTS[variant]
-
-        def act() -> nn.Module:
-            return make_activation(activation, act_threshold, qcfs_levels)
+        c = Constraints(**constraints)
+        act = c.act
 
         features: list[nn.Module] = []
         channels = 3
         for spec in layers:
             if spec == "P":
-                features.append(_pool(pool))
+                features.append(c.pooling(2))
                 continue
-            features.append(nn.Conv2d(channels, spec, 3, padding=1, bias=bias or not batchnorm))
-            if batchnorm:
+            features.append(nn.Conv2d(channels, spec, 3, padding=1, bias=c.bias or not c.batchnorm))
+            if c.batchnorm:
                 features.append(nn.BatchNorm2d(spec))
             features.append(act())
             channels = spec
@@ -49,24 +36,16 @@ class VGG(nn.Module):
             nn.Flatten(),
             nn.Linear(channels * pooled * pooled, width),
             act(),
-            nn.Dropout(dropout),
+            nn.Dropout(c.dropout),
             nn.Linear(width, width),
             act(),
-            nn.Dropout(dropout),
+            nn.Dropout(c.dropout),
             nn.Linear(width, num_classes),
         )
         _init_weights(self)
 
     def forward(self, x):
         return self.classifier(self.avgpool(self.features(x)))
-
-
-def _pool(kind: str) -> nn.Module:
-    if kind == "avg":
-        return nn.AvgPool2d(2)
-    if kind == "max":
-        return nn.MaxPool2d(2)
-    raise ValueError(f"unknown pooling {kind!r}; choose 'avg' (converts exactly) or 'max'")
 
 
 def _init_weights(model: nn.Module) -> None:

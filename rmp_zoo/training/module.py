@@ -15,6 +15,7 @@ import torchmetrics
 from torch import nn
 
 from ..models import create_model
+from ..models.constraints import Constraints
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "onecycle", "none")
@@ -25,13 +26,6 @@ class ClassificationModule(pl.LightningModule):
         self,
         arch: str,
         num_classes: int,
-        activation: str = "relu",
-        act_threshold: float = 8.0,
-        qcfs_levels: int = 8,
-        pool: str = "avg",
-        bias: bool = False,
-        batchnorm: bool = True,
-        dropout: float = 0.0,
         arch_kwargs: dict[str, Any] | None = None,
         optimizer: str = "sgd",
         lr: float = 0.1,
@@ -41,12 +35,18 @@ class ClassificationModule(pl.LightningModule):
         warmup_fraction: float = 0.15,
         label_smoothing: float = 0.0,
         channels_last: bool = True,
+        **constraints: Any,
     ) -> None:
+        """``constraints`` are the conversion-friendly model options of ``rmp_zoo.models.Constraints``."""
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        unknown = set(constraints) - set(Constraints.names())
+        if unknown:
+            raise ValueError(f"unknown model options {sorted(unknown)}; model constraints are "
+                             f"{', '.join(Constraints.names())}")
         self.save_hyperparameters()
         self.model = create_model(arch, num_classes=num_classes, **self.model_constraints(self.hparams))
         if channels_last:
@@ -59,8 +59,7 @@ class ClassificationModule(pl.LightningModule):
     @staticmethod
     def model_constraints(hparams: Any) -> dict[str, Any]:
         """The ``create_model`` keyword arguments recorded in ``hparams`` (a checkpoint's hyper_parameters)."""
-        keys = ("activation", "act_threshold", "qcfs_levels", "pool", "bias", "batchnorm", "dropout")
-        return {**{k: hparams[k] for k in keys}, **(hparams.get("arch_kwargs") or {})}
+        return {**{k: hparams[k] for k in Constraints.names() if k in hparams}, **(hparams.get("arch_kwargs") or {})}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
