@@ -1,7 +1,6 @@
 """Lightning callback that converts the model being trained and reports its SNN accuracy at several T."""
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from typing import Any, Sequence
@@ -22,7 +21,7 @@ class SNNEvaluation(pl.Callback):
     Runs every ``every_n_epochs`` validation epochs on the validation split and, with ``at_end``, after
     ``trainer.test`` on the test split with the tested weights; each time on the first ``limit`` images (None: all). ``threshold="auto"`` takes the trained
     thresholds of clip/qcfs models and the 99.9th percentile otherwise. Under DDP each rank evaluates its shard of
-    the batches and the per-image sums are reduced, as torchmetrics does. Results go to the loggers and, as CSV and
+    every batch and the per-image sums are reduced, as torchmetrics does. Results go to the loggers and, as CSV and
     an accuracy-vs-T plot, into ``<run dir>/snn/``.
     """
 
@@ -60,9 +59,9 @@ class SNNEvaluation(pl.Callback):
             x.to(pl_module.device) for x, _ in dm.eval_batches("train", limit=quick or self.calibration_images)]
         snn = convert(ann, calibration, neuron=self.neuron, threshold=threshold, scale=self.scale,
                       initial_potential=self.initial_potential)
-        shard = itertools.islice(dm.eval_batches(split, limit=quick or self.limit), trainer.global_rank, None,
-                                 trainer.world_size)
-        batches = ((x.to(pl_module.device), y.to(pl_module.device)) for x, y in shard)
+        rank, world = trainer.global_rank, trainer.world_size  # each rank takes every world-th image of a batch
+        batches = ((x[rank::world].to(pl_module.device), y[rank::world].to(pl_module.device))
+                   for x, y in dm.eval_batches(split, limit=quick or self.limit) if len(y) > rank)
         metrics = measure(snn, ann, batches, self.T, dataset=dm.name, batch_size=dm.eval_batch_size,
                           command="SNNEvaluation callback", progress=trainer.is_global_zero)
         metrics["split"] = split
