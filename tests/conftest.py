@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for modules of tiny-tensor tests: they gain nothing from intra-op threads, and on a busy
+    machine the thread pool stalls badly."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def compose_recipe(tmp_path):
     """Compose ``recipes/train.yaml`` with overrides, the way ``train.py`` does, writing into ``tmp_path``."""

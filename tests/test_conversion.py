@@ -15,13 +15,7 @@ from rmp_zoo.models.resnet import PadShortcut
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine the thread pool stalls badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def randomize_bn(model: nn.Module) -> nn.Module:
     """BatchNorm with non-trivial statistics, so that folding has something to get wrong."""

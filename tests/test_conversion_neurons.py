@@ -7,13 +7,7 @@ from hypothesis import strategies as st
 from rmp_zoo.conversion import SpikingMaxPool, SpikingNeuron
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine the thread pool stalls badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 currents = st.lists(st.floats(-2.0, 6.0, allow_nan=False, width=32), min_size=1, max_size=16)

@@ -58,16 +58,12 @@ def folder(run_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
+def isolated(one_thread, tmp_path, monkeypatch):
     """No test sees the repository's checkpoints/, a user's RMP_ZOO_HOME or their Hub cache. One torch thread:
-    these models are tiny, and on a busy machine extra threads only wait for each other."""
+    these models are tiny (``one_thread``)."""
     monkeypatch.setattr(zoo_load, "REPO_CHECKPOINTS", tmp_path / "checkpoints")
     monkeypatch.delenv("RMP_ZOO_HOME", raising=False)
     point_client_at("http://127.0.0.1:9", tmp_path / "hf_home", monkeypatch)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
