@@ -123,26 +123,34 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             path = self._path()
             m = _API_REPO.match(path)
             if m and m["action"] == "revision":
-                repo = hub.repos.get(m["repo"])
-                if repo is None:
-                    return self._not_found("RepoNotFound", f"Repository {m['repo']} not found")
-                oid = repo.resolve(m["rev"])
-                if oid is None:
-                    return self._not_found("RevisionNotFound", f"Invalid rev id: {m['rev']}")
+                found = self._lookup(m["repo"], m["rev"])
+                if found is None:
+                    return None
+                repo, oid = found
                 siblings = [{"rfilename": p} for p in sorted(repo.commits[oid])]
                 return self._json(200, {"id": m["repo"], "sha": oid, "siblings": siblings, "private": repo.private})
             self._resolve(path)
+
+        def _lookup(self, repo_id: str, rev: str):
+            """The repo and the commit ``rev`` names, or None after answering 404 as the Hub does."""
+            repo = hub.repos.get(repo_id)
+            if repo is None:
+                self._not_found("RepoNotFound", f"Repository {repo_id} not found")
+                return None
+            oid = repo.resolve(rev)
+            if oid is None:
+                self._not_found("RevisionNotFound", f"Invalid rev id: {rev}")
+                return None
+            return repo, oid
 
         def _resolve(self, path: str) -> None:
             m = _RESOLVE.match(path)
             if m is None:
                 return self._not_found("EntryNotFound", f"no route for {path}")
-            repo = hub.repos.get(m["repo"])
-            if repo is None:
-                return self._not_found("RepoNotFound", f"Repository {m['repo']} not found")
-            oid = repo.resolve(m["rev"])
-            if oid is None:
-                return self._not_found("RevisionNotFound", f"Invalid rev id: {m['rev']}")
+            found = self._lookup(m["repo"], m["rev"])
+            if found is None:
+                return None
+            repo, oid = found
             files = repo.commits[oid]
             if m["path"] not in files:
                 return self._not_found("EntryNotFound", f"{m['path']} does not exist at {oid}")
