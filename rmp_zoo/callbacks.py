@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from .conversion import convert
+from .models import QCFS, ClipReLU
 from .zoo.measure import measure
 from .zoo.report import plot_accuracy, write_csv
 
@@ -19,8 +20,8 @@ class SNNEvaluation(pl.Callback):
     """Convert on calibration batches of the training data, evaluate on validation or test data, log ``snn/acc@T``.
 
     Runs every ``every_n_epochs`` validation epochs on the validation split and, with ``at_end``, after
-    ``trainer.test`` on the test split with the tested weights; each time on the first ``limit`` images (None: all). ``threshold="auto"`` takes the trained
-    thresholds of clip/qcfs models and the 99.9th percentile otherwise. Under DDP each rank evaluates its shard of
+    ``trainer.test`` on the test split with the tested weights; each time on the first ``limit`` images (None: all).
+    ``threshold="auto"`` takes the trained thresholds of clip/qcfs models and the 99.9th percentile otherwise. Under DDP each rank evaluates its shard of
     every batch and the per-image sums are reduced, as torchmetrics does. Results go to the loggers and, as CSV and
     an accuracy-vs-T plot, into ``<run dir>/snn/``.
     """
@@ -46,7 +47,7 @@ class SNNEvaluation(pl.Callback):
     def _threshold(self, ann: torch.nn.Module) -> str:
         if self.threshold != "auto":
             return self.threshold
-        trained = any(hasattr(m, "threshold") and isinstance(m.threshold, torch.nn.Parameter) for m in ann.modules())
+        trained = any(isinstance(m, (ClipReLU, QCFS)) for m in ann.modules())
         return "trained" if trained else "99.9%"
 
     @torch.no_grad()
@@ -77,7 +78,7 @@ class SNNEvaluation(pl.Callback):
             out = os.path.join(trainer.default_root_dir, "snn")
             os.makedirs(out, exist_ok=True)
             write_csv(metrics, os.path.join(out, f"{tag}.csv"))
-            plot_accuracy(metrics, os.path.join(out, f"{tag}.png"), f"{dm.name} {split}: RMP SNN vs ANN")
+            plot_accuracy(metrics, os.path.join(out, f"{tag}.png"), f"{dm.name} {split}: {self.neuron.upper()} SNN vs ANN")
             with open(os.path.join(out, f"{tag}.json"), "w") as f:
                 json.dump(metrics, f, indent=2)
 
