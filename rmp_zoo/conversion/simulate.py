@@ -2,6 +2,7 @@
 
 Each step runs the network's step graph once; the readout layer does not spike, its outputs are summed and the
 result at T is that sum / T. Reading several T from one run therefore gives exactly what separate runs would.
+Image batches are simulated in channels-last layout, which this CPU runs faster (``benchmarks/simulation_speed.py``).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def run(snn: SpikingNetwork, x: torch.Tensor, T: int | Iterable[int], *, fast: b
     steps = sorted({T} if isinstance(T, int) else set(T))
     if not steps or steps[0] < 1:
         raise ValueError(f"time steps must be positive integers, got {T!r}")
+    if x.dim() == 4:  # measured on CPU: convolutions and neuron updates run 1.2-1.4x faster per step in NHWC
+        x = x.contiguous(memory_format=torch.channels_last)
     neurons = snn.neurons()
     snn.reset()
     for neuron in neurons.values():
