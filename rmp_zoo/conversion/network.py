@@ -20,7 +20,7 @@ class SpikingNetwork(nn.Module):
 
     Thresholds are buffers of the neuron modules (``state_dict`` keys ``net.<layer>.threshold``), so saved weights
     carry them. The conversion settings are recorded as attributes: ``neuron``, ``threshold_method``, ``scale``,
-    ``initial_potential``, ``encoding`` and ``seed``.
+    ``initial_potential``, ``encoding``, ``seed`` and ``bias_correction``.
     """
 
     def __init__(self, net: fx.GraphModule, *, neuron: str, threshold_method: str, scale: float,
@@ -33,6 +33,7 @@ class SpikingNetwork(nn.Module):
         self.initial_potential = initial_potential
         self.encoding = encoding
         self.seed = seed
+        self.bias_correction: dict[str, int] | None = None  # set by correct_bias: its T and image count
         self._split()
 
     def forward(self, x: torch.Tensor, T: int = 64) -> torch.Tensor:
@@ -57,7 +58,8 @@ class SpikingNetwork(nn.Module):
     def config(self) -> dict[str, Any]:
         """The conversion settings, e.g. for a model card or an evaluation record."""
         return {"neuron": self.neuron, "threshold_method": self.threshold_method, "scale": self.scale,
-                "initial_potential": self.initial_potential, "encoding": self.encoding, "seed": self.seed}
+                "initial_potential": self.initial_potential, "encoding": self.encoding, "seed": self.seed,
+                "bias_correction": self.bias_correction}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
