@@ -7,8 +7,8 @@ turn, round after round, after one untimed warm-up call each; the median of ``--
 
 Part 2, time to accuracy: every contender simulates the first ``--images`` test images for ``--T-max`` steps with
 top-1 read out at every step, timed as in ``spikingjelly_compare.py``. The time to reach ANN - 1% is the measured
-time per step times the first T from which a contender stays at or above it. rmp_zoo's bias correction (``correct_bias``, a
-one-off cost per network, timed separately) is one of its contenders.
+time per step times the first T from which a contender stays at or above it. rmp_zoo's bias correction
+(``correct_bias``, a one-off cost per network, timed separately) is one of its contenders.
 
     pip install -e ".[bench]"
     python benchmarks/simulation_speed.py --ckpt RUN_DIR/checkpoints/best.ckpt --data-root data \\

@@ -6,4 +6,5 @@ from .network import SpikingNetwork
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .simulate import simulate
 
-__all__ = ["convert", "correct_bias", "simulate", "evaluate", "SpikingNetwork", "EvalResult", "SpikingNeuron", "SpikingMaxPool"]
+__all__ = ["convert", "correct_bias", "simulate", "evaluate", "SpikingNetwork", "EvalResult", "SpikingNeuron",
+           "SpikingMaxPool"]
