@@ -69,14 +69,14 @@ def cost_per_image_step(ann: nn.Module, snn: rmp_zoo.SpikingNetwork, sj_snn: nn.
 
 
 @torch.no_grad()
-def agreement(ann: nn.Module, sj_snn: nn.Module, x: torch.Tensor, steps: int) -> dict[str, float]:
-    """rmp_zoo's network built with SpikingJelly's thresholds and θ/2 start against SpikingJelly's own: the share of
-    images with the same prediction, and the largest output difference, after ``steps`` steps. Both reset by
-    subtraction; SpikingJelly integrates x/θ against 1 where rmp_zoo integrates x against θ, so rounding differs and
-    an occasional spike flips."""
-    thresholds = spikingjelly_thresholds(sj_snn)
-    snn = rmp_zoo.convert(ann, [x])  # only for its layer names, in execution order like SpikingJelly's list
-    snn = rmp_zoo.convert(ann, threshold=dict(zip(snn.neurons(), thresholds)), initial_potential=0.5)
+def agreement(ann: nn.Module, snn: rmp_zoo.SpikingNetwork, sj_snn: nn.Module, x: torch.Tensor,
+              steps: int) -> dict[str, float]:
+    """``ann`` converted by rmp_zoo with SpikingJelly's thresholds (keyed by ``snn``'s layer names) and a θ/2 start,
+    against SpikingJelly's own network: the share of images with the same prediction, and the largest output
+    difference, after ``steps`` steps. Both reset by subtraction; SpikingJelly integrates x/θ against 1 where rmp_zoo
+    integrates x against θ, so rounding differs and an occasional spike flips."""
+    names = snn.neurons()  # in execution order, like SpikingJelly's list
+    snn = rmp_zoo.convert(ann, threshold=dict(zip(names, spikingjelly_thresholds(sj_snn))), initial_potential=0.5)
     ours, theirs = rmp_zoo.simulate(snn, x, [steps])[steps], simulate_spikingjelly(sj_snn, x, [steps])[steps]
     return {"same_prediction": float((ours.argmax(1) == theirs.argmax(1)).float().mean()),
             "max_output_difference": float((ours - theirs).abs().max()), "steps": steps, "images": len(x)}
@@ -131,7 +131,7 @@ def main() -> None:
     sj_snn = by_name["SpikingJelly 99.9% +θ/2"].simulate.args[0]
     speed_images = torch.cat([x for x, _ in test])[:max(batch_sizes)]
     speed = cost_per_image_step(ann, snn, sj_snn, speed_images, batch_sizes, args.steps, args.repeats)
-    same = agreement(ann, sj_snn, speed_images[:64], args.steps)
+    same = agreement(ann, snn, sj_snn, speed_images[:64], args.steps)
     with open(out / "cost_per_image_step.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(speed[0]))
         writer.writeheader()

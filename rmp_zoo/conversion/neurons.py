@@ -39,8 +39,8 @@ class SpikingNeuron(nn.Module):
         self.spike_count = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Float ops into buffers kept for the whole simulation: on CPU, boolean masks and ``bool * float`` run up to
-        # 50x slower than the float equivalents, and a fresh output per step costs an allocation per layer and step.
+        # Float ops into buffers kept for the whole simulation: on CPU, boolean masks and ``bool * float`` ran many
+        # times slower than the float equivalents, and a fresh output per step costs an allocation per layer and step.
         # The output buffer is overwritten next step, which is safe because a step's consumers all run within it.
         if self.v is None:  # a fresh tensor: ``x`` may be a cached value that is used again next step
             self.v = x + self.threshold * self.initial_potential if self.initial_potential else x.clone()

@@ -38,7 +38,7 @@ def run(snn: SpikingNetwork, x: torch.Tensor, T: int | Iterable[int], *, fast: b
     steps = sorted({T} if isinstance(T, int) else set(T))
     if not steps or steps[0] < 1:
         raise ValueError(f"time steps must be positive integers, got {T!r}")
-    if x.dim() == 4:  # measured on CPU: convolutions and neuron updates run 1.2-1.4x faster per step in NHWC
+    if x.dim() == 4:  # channels-last convolutions are faster on CPU (benchmarks/simulation_speed.py)
         x = x.contiguous(memory_format=torch.channels_last)
     neurons = snn.neurons()
     snn.reset()
