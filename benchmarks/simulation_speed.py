@@ -10,6 +10,10 @@ top-1 read out at every step, timed as in ``spikingjelly_compare.py``. The time 
 time per step times the first T from which a contender stays at or above it. rmp_zoo's bias correction
 (``correct_bias``, a one-off cost per network, timed separately) is one of its contenders.
 
+A ClipReLU/QCFS ANN (a zoo recipe's low-latency ANN) adds rmp_zoo's trained thresholds with a θ/2 start, which bias
+correction then starts from. SpikingJelly converts only ``nn.ReLU``, so it gets a copy with those activations
+swapped for ReLU and calibrates its thresholds on that copy, as a SpikingJelly user would have to.
+
     pip install -e ".[bench]"
     python benchmarks/simulation_speed.py --ckpt RUN_DIR/checkpoints/best.ckpt --data-root data \\
         --out benchmarks/results/simulation_speed
@@ -28,19 +32,38 @@ from pathlib import Path
 import matplotlib
 import torch
 from spikingjelly_compare import (Contender, load_ann, load_batches, machine, run, simulate_spikingjelly,
-                                  spikingjelly_compatible, spikingjelly_contenders, spikingjelly_thresholds)
+                                  spikingjelly_compatible, spikingjelly_contenders, spikingjelly_thresholds,
+                                  synchronize)
 from torch import nn
 
 import rmp_zoo
+from rmp_zoo.models.activations import QCFS, ClipReLU
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 
 def timed(fn, *args) -> float:
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
+    synchronize(device)
     start = time.perf_counter()
     fn(*args)
+    synchronize(device)
     return time.perf_counter() - start
+
+
+def has_trained_thresholds(ann: nn.Module) -> bool:
+    return any(isinstance(m, (ClipReLU, QCFS)) for m in ann.modules())
+
+
+def with_relu(ann: nn.Module) -> nn.Module:
+    """A copy of ``ann`` with every ClipReLU/QCFS replaced by ``nn.ReLU``: what SpikingJelly's converter accepts."""
+    swapped = copy.deepcopy(ann)
+    for parent in list(swapped.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, (ClipReLU, QCFS)):
+                setattr(parent, name, nn.ReLU())
+    return swapped.eval()
 
 
 @torch.no_grad()
@@ -84,19 +107,32 @@ def agreement(ann: nn.Module, snn: rmp_zoo.SpikingNetwork, sj_snn: nn.Module, x:
 
 def time_to_accuracy_contenders(ann: nn.Module, sj_ann: nn.Module, calibration: list[torch.Tensor],
                                 correction_images: int, correction_T: int) -> tuple[list[Contender], float]:
-    """SpikingJelly's max and best (99.9% + θ/2) recipes, rmp_zoo's max and 99.9% + θ/2, the latter also with bias
-    correction at ``correction_T``; and the seconds that correction took."""
+    """SpikingJelly's max and best (99.9% + θ/2) recipes; rmp_zoo's max, 99.9% + θ/2 and, for a ClipReLU/QCFS ANN,
+    trained + θ/2; the last of these also with bias correction at ``correction_T``; and the seconds that correction
+    took."""
     sj = [c for c in spikingjelly_contenders(sj_ann, calibration) if c.name != "SpikingJelly 99.9%"]
+    settings = [("max", 0.0), ("99.9%", 0.5), *((("trained", 0.5),) if has_trained_thresholds(ann) else ())]
     ours = []
-    for name, threshold, v0 in (("rmp_zoo RMP max", "max", 0.0), ("rmp_zoo RMP 99.9% +θ/2", "99.9%", 0.5)):
+    for threshold, v0 in settings:
         snn = rmp_zoo.convert(ann, calibration, threshold=threshold, initial_potential=v0)
-        ours.append(Contender(name, partial(rmp_zoo.simulate, snn), list(snn.thresholds().values())))
-    snn = rmp_zoo.convert(ann, calibration, threshold="99.9%", initial_potential=0.5)
+        ours.append(Contender(contender_name(threshold, v0), partial(rmp_zoo.simulate, snn),
+                              list(snn.thresholds().values())))
+    threshold, v0 = settings[-1]
+    snn = rmp_zoo.convert(ann, calibration, threshold=threshold, initial_potential=v0)
     images = torch.cat(calibration)[:correction_images]
     seconds = timed(rmp_zoo.correct_bias, snn, [images], correction_T)
-    ours.append(Contender(f"rmp_zoo RMP 99.9% +θ/2 +bias correction (T={correction_T})",
+    ours.append(Contender(f"{contender_name(threshold, v0)} +bias correction (T={correction_T})",
                           partial(rmp_zoo.simulate, snn), list(snn.thresholds().values())))
     return sj + ours, seconds
+
+
+def contender_name(threshold: str, initial_potential: float) -> str:
+    return f"rmp_zoo RMP {threshold}" + (" +θ/2" if initial_potential == 0.5 else "")
+
+
+@torch.no_grad()
+def top1(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    return 100 * sum(int((model(x).argmax(1) == y).sum()) for x, y in batches) / sum(len(y) for _, y in batches)
 
 
 def first_reaching(accuracy: dict[int, float], target: float) -> int | None:
@@ -118,10 +154,12 @@ def main() -> None:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     test, calibration = load_batches(args.dataset, args.data_root, args.images, args.batch_size, args.calib_images,
                                      args.calib_batch_size)
-    ann = load_ann(args.ckpt)
-    sj_ann = spikingjelly_compatible(ann)
-    with torch.no_grad():
-        ann_acc = 100 * sum(int((ann(x).argmax(1) == y).sum()) for x, y in test) / sum(len(y) for _, y in test)
+    device = torch.device(args.device)
+    test = [(x.to(device), y.to(device)) for x, y in test]
+    calibration = [x.to(device) for x in calibration]
+    ann = load_ann(args.ckpt).to(device)
+    sj_ann = spikingjelly_compatible(with_relu(ann))
+    ann_acc, sj_ann_acc = top1(ann, test), top1(sj_ann, test)
 
     # Part 1: cost per image-step, with the rmp_zoo and SpikingJelly recipes that convert best (99.9% + θ/2).
     contenders, correction_seconds = time_to_accuracy_contenders(ann, sj_ann, calibration, args.correction_images,
@@ -132,14 +170,10 @@ def main() -> None:
     speed_images = torch.cat([x for x, _ in test])[:max(batch_sizes)]
     speed = cost_per_image_step(ann, snn, sj_snn, speed_images, batch_sizes, args.steps, args.repeats)
     same = agreement(ann, snn, sj_snn, speed_images[:64], args.steps)
-    with open(out / "cost_per_image_step.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(speed[0]))
-        writer.writeheader()
-        writer.writerows(speed)
 
     # Part 2: time to ANN - 1%.
     T = list(range(1, args.T_max + 1))
-    run(contenders, test, T, torch.device("cpu"))
+    run(contenders, test, T, device)
     images = sum(len(y) for _, y in test)
     rows = []
     for c in contenders:
@@ -151,16 +185,23 @@ def main() -> None:
                      **{f"top1@{t}": round(accuracy[t], 2) for t in (8, 16, 32, 64, 128, 256) if t in accuracy},
                      "curve": accuracy, "step_seconds": step_seconds})
     plot(rows, ann_acc, images, out / "accuracy_vs_time.png")
+    with open(out / "cost_per_image_step.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(speed[0]))
+        writer.writeheader()
+        writer.writerows(speed)
     with open(out / "time_to_accuracy.csv", "w", newline="") as f:
         fields = [k for k in rows[0] if k not in ("curve", "step_seconds")]
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    header = (f"{args.ckpt}: {args.dataset}, threads {args.threads}; machine: {machine()}\n"
-              f"ANN top-1 on the {images}-image subset: {ann_acc:.2f}%")
+    header = (f"{args.ckpt}: {args.dataset}, threads {args.threads}, device {device}; machine: {machine()}\n"
+              f"ANN top-1 on the {images}-image subset: {ann_acc:.2f}%"
+              + (f" (with its ClipReLU/QCFS swapped for ReLU, as SpikingJelly converts it: {sj_ann_acc:.2f}%)"
+                 if has_trained_thresholds(ann) else ""))
     table = report(speed, rows, header, images, args, correction_seconds, same)
     (out / "results.md").write_text(table)
-    (out / "results.json").write_text(json.dumps({"ann_top1": ann_acc, "images": images, "speed": speed,
+    (out / "results.json").write_text(json.dumps({"ann_top1": ann_acc, "spikingjelly_ann_top1": sj_ann_acc,
+                                                  "images": images, "speed": speed,
                                                   "time_to_accuracy": [{k: v for k, v in r.items() if k != "curve"}
                                                                        for r in rows],
                                                   "bias_correction_seconds": correction_seconds,
@@ -225,7 +266,7 @@ def plot(rows: list[dict], ann_acc: float, images: int, path: Path) -> None:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="a training run's checkpoints/best.ckpt (a ReLU ResNet-20)")
+    p.add_argument("--ckpt", required=True, help="a training run's checkpoints/best.ckpt (a ResNet-20)")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--data-root", default="data")
     p.add_argument("--batch-sizes", default="32,64,128", help="part 1: comma-separated batch sizes")
@@ -239,6 +280,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--correction-images", type=int, default=128, help="bias correction: the first N training images")
     p.add_argument("--correction-T", type=int, default=32, help="bias correction: the T it corrects for")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--device", default="cpu", help="cpu or cuda: every contender runs there")
     p.add_argument("--out", default="benchmarks/results/simulation_speed")
     return p.parse_args()
 

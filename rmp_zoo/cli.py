@@ -2,6 +2,7 @@
 
 Publishing a model:  python train.py recipe=R  →  rmp-zoo export RUN_DIR --name NAME  →  rmp-zoo push
 checkpoints/NAME --repo-id rmp-zoo/NAME  →  paste the printed revision and hashes into rmp_zoo/zoo/registry.py.
+Without Hub access, commit checkpoints/NAME and paste what `rmp-zoo hash checkpoints/NAME` prints instead.
 """
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if source.entry is not None:
         e = source.entry
         _show([("name", e.name), ("status", entry_status(e)), ("hub repo", e.hub_id),
-               ("revision", e.revision or "– (not built)"), ("architecture", e.architecture),
+               ("revision", e.revision or ("– (not on the Hub yet)" if e.built else "– (not built)")),
+               ("architecture", e.architecture),
                ("dataset", e.dataset), ("data needed", e.data), ("recipe", e.recipe),
                *((f"sha256 {f}", h) for f, h in e.sha256.items())])
         if not e.built:
@@ -100,7 +102,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from .zoo.hub import download
-    from .zoo.loader import fetch, not_built_error, parse_name
+    from .zoo.loader import fetch, not_built_error, not_on_hub_error, parse_name
 
     if args.all == (args.name is not None):
         raise ValueError("give a model NAME or --all, not both or neither")
@@ -109,10 +111,10 @@ def cmd_download(args: argparse.Namespace) -> int:
         if source.kind == "local-dir":
             raise ValueError(f"{name} is a local folder already; nothing to download")
         e = source.entry
-        if e is not None and not e.built:
+        if e is not None and not e.on_hub:
             if not args.all:
-                raise not_built_error(e)
-            console.print(f"{name}: not built, skipped")
+                raise not_built_error(e) if not e.built else not_on_hub_error(e)
+            console.print(f"{name}: {'not built' if not e.built else 'not on the Hub yet'}, skipped")
             continue
         folder = download(e.hub_id, tuple(e.sha256), e.revision, e.sha256) if e else fetch(source)
         console.print(f"{name}: {folder}")
@@ -157,8 +159,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export(args.run_dir, args.name, args.out, neuron=args.neuron, threshold=args.threshold,
                  initial_potential=args.initial_potential, scale=args.scale, T=args.T, data_root=args.data_root,
                  limit=args.limit, batch_size=args.batch_size, calibration_images=args.calibration_images,
-                 device=args.device, repo_id=args.repo_id, recipe=args.recipe, force=args.force,
-                 progress=not args.quiet)
+                 device=args.device, repo_id=args.repo_id, recipe=args.recipe, compare=args.compare,
+                 force=args.force, progress=not args.quiet)
     metrics = read_json(out / METRICS)
     console.print(results_table(metrics, args.name))
     console.print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
@@ -167,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_registry_args(folder: Path, revision: str, files: dict[str, str]) -> None:
+def _print_registry_args(folder: Path, revision: str | None, files: dict[str, str]) -> None:
     console.print("registry entry arguments (rmp_zoo/zoo/registry.py):")
     print(published_entry_args(revision, files, read_json(folder / METRICS)))
 
@@ -198,8 +200,7 @@ def cmd_hash(args: argparse.Namespace) -> int:
         raise ZooError(f"{folder} lacks {', '.join(missing)}; it is not a zoo folder")
     for f, h in files.items():
         print(f"{h}  {f}")
-    if args.revision:
-        _print_registry_args(folder, args.revision, files)
+    _print_registry_args(folder, args.revision, files)
     return 0
 
 
@@ -250,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--repo-id", help="Hub repo named in the card (default rmp-zoo/NAME)")
     p.add_argument("--recipe", help="training command for the card (default: the registry's)")
+    p.add_argument("--compare", action="append", default=[], metavar="NEURON:THRESHOLD[:INITIAL]",
+                   help="also measure this conversion of the same ANN for the card, e.g. if:max (repeatable)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)
@@ -262,9 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("hash", help="print a zoo folder's sha256s (and, with --revision, its registry arguments)")
+    p = sub.add_parser("hash", help="print a zoo folder's sha256s and its registry arguments")
     p.add_argument("dir")
-    p.add_argument("--revision", help="the Hub commit the folder was pushed as")
+    p.add_argument("--revision", help="the Hub commit the folder was pushed as (omit for a folder published only "
+                                      "in this repository's checkpoints/)")
     p.set_defaults(func=cmd_hash)
     return parser
 

@@ -74,7 +74,7 @@ def test_push_to_a_branch_and_keep_the_card(folder, run, hub):
 
 def test_list_and_info_of_unbuilt_models(run):
     code, stdout, _ = run("list")
-    assert code == 0 and stdout.count("not built") == 6
+    assert code == 0 and stdout.count("not built") == sum(not e.built for e in ZOO.values())
     code, stdout, _ = run("info", "resnet34-imagenet-rmp")
     assert code == 0 and "python train.py recipe=resnet34_imagenet" in stdout and "ImageNet" in stdout
 
@@ -85,11 +85,14 @@ def test_errors_name_the_fix(run):
     code, _, stderr = run("download", "resnet20-cifar10")
     assert code == 1 and "Did you mean resnet20-cifar10-rmp" in stderr
     code, stdout, _ = run("download", "--all")
-    assert code == 0 and stdout.count("not built, skipped") == 6
+    assert code == 0 and stdout.count("not built, skipped") == sum(not e.built for e in ZOO.values())
+    assert stdout.count("not on the Hub yet, skipped") == sum(e.built and not e.on_hub for e in ZOO.values())
 
 
 def test_hash_prints_the_pinning_arguments(folder, run):
     code, stdout, _ = run("hash", folder, "--revision", "b" * 40)
     assert code == 0 and f'revision="{"b" * 40}"' in stdout
+    code, stdout, _ = run("hash", folder)  # published in checkpoints/ only: hashes, no revision
+    assert code == 0 and "revision=" not in stdout and "sha256={" in stdout
     for name, digest in hash_folder(folder).items():
         assert f"{digest}  {name}" in stdout

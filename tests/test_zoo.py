@@ -20,6 +20,8 @@ from rmp_zoo.zoo import (HubUnavailableError, IncompleteFolderError, IntegrityEr
 from rmp_zoo.zoo.folder import CARD, METRICS, WEIGHTS, hash_folder, read_json
 from rmp_zoo.zoo.registry import ZOO
 
+REPO_CHECKPOINTS = zoo_load.REPO_CHECKPOINTS  # before the autouse fixture points it elsewhere
+
 STEPS = (1, 2, 4, 8)
 HPARAMS = {"arch": "resnet20", "num_classes": 4, "activation": "qcfs", "act_threshold": 2.0, "qcfs_levels": 4,
            "pool": "avg", "bias": False, "batchnorm": True, "dropout": 0.0, "arch_kwargs": None}
@@ -54,7 +56,7 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def folder(run_dir, tmp_path_factory) -> Path:
     return export(run_dir, "tiny-rmp", tmp_path_factory.mktemp("zoo") / "tiny-rmp", T=STEPS, limit=16,
-                  progress=False)
+                  initial_potential=0.5, compare=("if:max",), calibration_images=32, progress=False)
 
 
 @pytest.fixture(autouse=True)
@@ -89,12 +91,41 @@ def images(n: int = 4) -> torch.Tensor:
 
 # --- registry ---------------------------------------------------------------------------------------------------
 
-def test_list_models_has_all_six_unbuilt():
+def test_list_models_has_all_six():
     assert list_models() == sorted(["resnet20-cifar10-rmp", "resnet20-cifar100-rmp", "vgg16-cifar10-rmp",
                                     "vgg16-cifar100-rmp", "vgg16-imagenet-rmp", "resnet34-imagenet-rmp"])
     assert list_models("*imagenet*") == ["resnet34-imagenet-rmp", "vgg16-imagenet-rmp"]
     for name in list_models():
-        assert ZOO[name].hub_id == f"rmp-zoo/{name}" and not ZOO[name].built
+        assert ZOO[name].hub_id == f"rmp-zoo/{name}"
+    assert not ZOO["vgg16-imagenet-rmp"].built
+
+
+def test_published_entries_load_from_this_repository(monkeypatch):
+    """Every built entry's files are committed under checkpoints/ and match the hashes and numbers pinned."""
+    monkeypatch.setattr(zoo_load, "REPO_CHECKPOINTS", REPO_CHECKPOINTS)
+    for entry in (e for e in ZOO.values() if e.built):
+        snn = load(entry.name)
+        assert snn.pretrained_cfg["folder"] == str(REPO_CHECKPOINTS / entry.name)
+        assert snn.pretrained_cfg["ann_top1"] == pytest.approx(entry.ann_top1, abs=0.005)
+        assert {t: round(a, 2) for t, a in snn.pretrained_cfg["snn_top1"].items()} == dict(entry.snn_top1)
+
+
+def test_entry_published_in_the_repository_only(folder, tmp_path, monkeypatch):
+    entry = ZooEntry("tiny-repo", "resnet20", "synthetic", "python train.py recipe=smoke", "none",
+                     "rmp-zoo/tiny-repo", sha256=hash_folder(folder))
+    monkeypatch.setitem(ZOO, entry.name, entry)
+    assert entry.built and not entry.on_hub
+    with pytest.raises(NotBuiltError, match=r"not on the Hub yet.*RMP_ZOO_HOME"):
+        load("tiny-repo")  # no copy anywhere, and no Hub to fall back on
+    copy = tmp_path / "checkpoints" / "tiny-repo"
+    copy.mkdir(parents=True)
+    for f in folder.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    x = images()
+    assert torch.equal(load("tiny-repo")(x, T=4), load(f"local-dir:{folder}")(x, T=4))
+    (copy / METRICS).write_text((folder / METRICS).read_text().replace('"num_images": 16', '"num_images": 17'))
+    with pytest.raises(IntegrityError, match="metrics.json has sha256"):
+        load("tiny-repo")
 
 
 def test_unbuilt_entry_names_recipe_and_data():
@@ -134,11 +165,35 @@ def test_export_writes_the_folder(folder):
     assert names == [f"Top-1 (T={t})" for t in STEPS]
     body = (folder / CARD).read_text()
     assert "RMP-SNN" in body and "Srinivasan" in body and "python train.py" not in body  # no recipe: none invented
+    assert "| T | IF, max θ | **RMP, trained θ, 0.5θ initial** (this model) |" in body
+    assert "--compare if:max" in metrics["command"]
+
+
+def test_compared_conversion_is_measured_on_the_same_images(run_dir, folder):
+    """The card's IF + max column equals converting the checkpoint's ANN independently with those settings."""
+    from rmp_zoo.conversion import evaluate
+    from rmp_zoo.zoo.measure import build_datamodule
+
+    metrics, config = read_json(folder / METRICS), read_json(folder / "config.json")
+    datamodule = build_datamodule(config["dataset"])
+    datamodule.setup("test")
+    snn = convert(checkpoint_ann(run_dir), datamodule.eval_batches("train", 32), neuron="if", threshold="max")
+    result = evaluate(snn, datamodule.eval_batches("test", 16), T=STEPS, progress=False)
+    (compared,) = metrics["compare"]
+    assert compared["label"] == "IF, max θ" and compared["conversion"]["neuron"] == "if"
+    assert {row["T"]: row["top1"] for row in compared["snn"]} == result.top1
+    assert [row["T"] for row in compared["snn"]] == list(STEPS)
+
+
+def test_bad_compare_spec_names_the_format(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="NEURON:THRESHOLD"):
+        export(run_dir, "tiny-bad", tmp_path / "bad", T=(1,), limit=8, compare=("lif:max",), progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_local_dir_load_equals_fresh_conversion(run_dir, folder):
     snn = load(f"local-dir:{folder}")
-    reference = convert(checkpoint_ann(run_dir), threshold="trained")
+    reference = convert(checkpoint_ann(run_dir), threshold="trained", initial_potential=0.5)
     x = images()
     assert torch.equal(snn(x, T=8), reference(x, T=8))
     meta = snn.pretrained_cfg

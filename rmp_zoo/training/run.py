@@ -12,8 +12,10 @@ import shutil
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Timer
 
 from ..callbacks import SNNEvaluation
+from ..zoo.measure import machine
 
 
 def _instantiate_all(section: DictConfig | None) -> list:
@@ -58,4 +60,13 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
+        with open(os.path.join(out, "training.json"), "w") as f:
+            json.dump(_training_record(trainer), f, indent=2)
     return results
+
+
+def _training_record(trainer: pl.Trainer) -> dict:
+    """Where and how long the run trained, for the model card (the Timer's total survives resumes)."""
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    return {"train_time_s": timer.time_elapsed("train") if timer else None, "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step, "machine": machine()}

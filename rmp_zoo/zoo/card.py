@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from huggingface_hub import EvalResult, ModelCardData
 
 from .folder import PLOT
-from .measure import top1_by_T
+from .measure import conversion_label, top1_by_T
 
 TAGS = ["spiking-neural-network", "ann-to-snn", "image-classification", "rmp"]
 LICENSE = "apache-2.0"
@@ -35,17 +35,35 @@ def card_data(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> ModelCar
                          eval_results=results)
 
 
+def _trained(config: Mapping[str, Any]) -> str:
+    """Where the ANN trained and for how long, from the run's ``training.json``."""
+    training = config.get("training") or {}
+    run = training.get("run")
+    if not run or run.get("train_time_s") is None:
+        return "The training run did not record its machine and duration."
+    best = training.get("epoch")
+    return (f"The ANN trained for {run['epochs']} epochs ({run['global_step']} steps) in "
+            f"{run['train_time_s'] / 3600:.2f} h on {run['machine']['device']} (torch {run['machine']['torch']})"
+            + (f"; the checkpoint published is the one with the best validation top-1, after epoch {best + 1}."
+               if best is not None else "."))
+
+
 def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], load_name: str) -> str:
     """The whole ``README.md``; ``load_name`` is what users pass to ``rmp_zoo.load``."""
     conv, pre, name = config["conversion"], config["preprocessing"], config["name"]
     dataset = HUB_DATASETS.get(config["dataset"]["name"], (None, config["dataset"]["name"]))[1]
-    rows = "\n".join(f"| {r['T']} | {r['top1']:.2f} | {r['spikes_per_image']:.4g} | {r['synops_per_image']:.4g} |"
+    compare = metrics.get("compare", [])
+    other = [top1_by_T(c) for c in compare]
+    rows = "\n".join(f"| {r['T']} | " + "".join(f"{o[r['T']]:.2f} | " for o in other)
+                     + f"**{r['top1']:.2f}** | {r['spikes_per_image']:.4g} | {r['synops_per_image']:.4g} |"
                      for r in metrics["snn"])
+    heads = "".join(f"{c['label']} | " for c in compare)
+    this = conversion_label(conv)
     steps = ",".join(str(r["T"]) for r in metrics["snn"])
     data_flag = " --data-root DATA_ROOT" if config["dataset"].get("needs_data_root") else ""
     if config.get("recipe"):
         reproduce = ("Train the ANN, then convert and measure its best checkpoint:\n\n"
-                     f"```bash\n{config['recipe']}\n{metrics['command']}\n```")
+                     f"```bash\n{config['recipe']}\n{metrics['command']}\n```\n\n{_trained(config)}")
     else:
         reproduce = f"Convert and measure it from its training run:\n\n```bash\n{metrics['command']}\n```"
     size = f"{pre['size']}×{pre['size']}"
@@ -83,8 +101,11 @@ Preprocessing: RGB scaled to [0, 1], {resize}, normalised with the mean and std 
 
 {dataset} test split, {metrics['num_images']} images. ANN top-1: **{metrics['ann_top1']:.2f}%**.
 
-| T | SNN top-1 (%) | spikes / image | SynOps / image |
-|---|---|---|---|
+SNN top-1 (%) at T time steps. **{this}** is this model (the spikes and SynOps columns are its own);
+{"the other columns convert the same ANN differently, on the same images." if compare else ""}
+
+| T | {heads}**{this}** (this model) | spikes / image | SynOps / image |
+|---|{"---|" * len(compare)}---|---|---|
 {rows}
 
 ![Top-1 accuracy against T]({PLOT})

@@ -9,7 +9,7 @@ import shlex
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from omegaconf import OmegaConf
@@ -22,7 +22,7 @@ from .errors import ZooError
 from .folder import (CARD, CONFIG, FORMAT_VERSION, METRICS, PLOT, WEIGHTS, library_version, read_json, read_weights,
                      write_json, write_weights)
 from .loader import build_ann, build_snn
-from .measure import build_datamodule, measure
+from .measure import build_datamodule, measure, measure_alternative, parse_conversion
 from .registry import DATA_NEEDED, HUB_ORG, ZOO
 from .report import plot_accuracy
 
@@ -49,9 +49,10 @@ def read_run(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, 
     ann = create_model(hparams["arch"], num_classes=hparams["num_classes"], **kwargs)
     ann.load_state_dict(state, strict=True)
     data = OmegaConf.to_container(OmegaConf.load(cfg_path)["data"], resolve=True)
-    results = run_dir / "results.json"
+    results, record = run_dir / "results.json", run_dir / "training.json"
     training = {"checkpoint": "best.ckpt", "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
-                "results": read_json(results) if results.is_file() else None}
+                "results": read_json(results) if results.is_file() else None,
+                "run": read_json(record) if record.is_file() else None}
     return ann.eval(), {"architecture": hparams["arch"], "num_classes": hparams["num_classes"],
                         "model_kwargs": kwargs}, data, training
 
@@ -60,12 +61,14 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neu
            threshold: str = "trained", initial_potential: float = 0.0, scale: float = 1.0,
            T: Iterable[int] = EXPORT_T, data_root: str | None = None, limit: int | None = None,
            batch_size: int | None = None, calibration_images: int = 4096, device: str = "cpu",
-           repo_id: str | None = None, recipe: str | None = None, force: bool = False,
-           progress: bool = True) -> Path:
+           repo_id: str | None = None, recipe: str | None = None, compare: Sequence[str] = (),
+           force: bool = False, progress: bool = True) -> Path:
     """Write the zoo folder for the best checkpoint of ``run_dir`` to ``out`` (default ``checkpoints/<name>``).
 
     ``threshold`` is "trained" (ClipReLU/QCFS thresholds) or "max" / a percentile such as "99.9%", measured on up
     to ``calibration_images`` training images. Accuracy is measured on the test split (its first ``limit`` images).
+    ``compare`` lists other conversions of the same ANN (``if:max``, ``rmp:max``: see ``parse_conversion``),
+    measured on the same images, so the card shows what the published settings gain.
     """
     out = Path(out if out is not None else Path("checkpoints") / name)
     if out.exists() and any(out.iterdir()) and not force:
@@ -78,7 +81,9 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neu
                "needs_data_root": "root" in data, "data": DATA_NEEDED.get(data["name"], "none (generated)")}
     datamodule = build_datamodule(dataset, data_root or data.get("root"), batch_size)
     datamodule.setup("test")
-    calibration = None if threshold == "trained" else datamodule.eval_batches("train", calibration_images)
+    alternatives = [parse_conversion(spec) for spec in compare]
+    calibrated = [threshold, *(a["threshold"] for a in alternatives)]
+    calibration = None if set(calibrated) == {"trained"} else datamodule.eval_batches("train", calibration_images)
     snn = convert(ann.to(device), calibration, neuron, threshold, scale=scale, initial_potential=initial_potential)
     config = {"format_version": FORMAT_VERSION, "name": name, "library": f"rmp_zoo {library_version()}", **model,
               "conversion": snn.config(), "dataset": dataset, "preprocessing": datamodule.preprocessing,
@@ -87,7 +92,8 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neu
         "--name": name, "--out": out, "--neuron": neuron, "--threshold": threshold,
         "--initial-potential": initial_potential, "--scale": scale, "--T": ",".join(map(str, T)),
         "--data-root": data_root, "--limit": limit, "--batch-size": batch_size, "--device": device,
-        "--calibration-images": None if threshold == "trained" else calibration_images})
+        "--calibration-images": None if calibration is None else calibration_images,
+    }, repeated=[("--compare", spec) for spec in compare])
     thresholds = snn.thresholds()
     state = ann.state_dict()
 
@@ -99,6 +105,10 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neu
         snn_back = build_snn(ann_back, config, stored)
         metrics = measure(snn_back, ann_back, datamodule.eval_batches("test", limit), T, dataset=dataset["name"],
                           batch_size=datamodule.eval_batch_size, command=command, progress=progress)
+        metrics["compare"] = [
+            measure_alternative(convert(ann_back, calibration, scale=scale, **kwargs),
+                                datamodule.eval_batches("test", limit), T, progress=progress)
+            for kwargs in alternatives]
         write_json(folder / METRICS, metrics)
         plot_accuracy(metrics, folder / PLOT, name)
         (folder / CARD).write_text(model_card(config, metrics, name if name in ZOO else f"hf-hub:{repo_id}"),
@@ -128,10 +138,10 @@ def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:
             shutil.rmtree(tmp)
 
 
-def _command(run_dir: str | Path, options: Mapping[str, Any]) -> str:
+def _command(run_dir: str | Path, options: Mapping[str, Any], repeated: Iterable[tuple[str, str]] = ()) -> str:
     """The ``rmp-zoo export`` command line that repeats this export (recorded in metrics.json and the card)."""
     args = ["rmp-zoo", "export", str(run_dir)]
-    for flag, value in options.items():
+    for flag, value in [*options.items(), *repeated]:
         if value is not None:
             args += [flag, str(value)]
     return shlex.join(args)

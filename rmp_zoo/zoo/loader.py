@@ -3,8 +3,8 @@
 A name is one of
 
 - a registry name (``resnet20-cifar10-rmp``): looked up in ``checkpoints/<name>/`` of this repository, then
-  ``$RMP_ZOO_HOME/<name>/``, then the huggingface_hub cache at the pinned commit, then downloaded; every file must
-  match the sha256 the registry pins;
+  ``$RMP_ZOO_HOME/<name>/``, then (for entries pushed to the Hub) the huggingface_hub cache at the pinned commit,
+  then downloaded; every file must match the sha256 the registry pins;
 - ``local-dir:PATH``: a folder written by ``rmp-zoo export``;
 - ``hf-hub:ORG/REPO[@REVISION]``: any Hub repo in the zoo folder format.
 
@@ -110,7 +110,16 @@ def fetch(source: Source, files: tuple[str, ...] = LOAD_FILES) -> Path:
                                              "to use the published one, or load it explicitly with "
                                              f"'{LOCAL_PREFIX}{folder}'.") from None
                 return folder
+        if not entry.on_hub:
+            raise not_on_hub_error(entry)
     return download(source.repo_id, files, source.revision, entry.sha256 if entry else None)
+
+
+def not_on_hub_error(entry: ZooEntry) -> NotBuiltError:
+    return NotBuiltError(f"{entry.name} is published in the rmp_zoo git repository (checkpoints/{entry.name}/) but "
+                         f"not on the Hub yet, and no copy was found in {', '.join(map(str, local_folders(entry.name)))}."
+                         f" Use a clone of the repository (`pip install -e .`), or copy that folder to "
+                         f"$RMP_ZOO_HOME/{entry.name}.")
 
 
 def _read(name: str, revision: str | None, map_location: Any) -> tuple[nn.Module, dict, dict, dict[str, float]]:
@@ -196,4 +205,6 @@ def entry_status(entry: ZooEntry) -> str:
         return "not built"
     if any(folder.is_dir() for folder in local_folders(entry.name)):
         return "local"
+    if not entry.on_hub:
+        return "not on the Hub yet"
     return "cached" if is_cached(entry.hub_id, entry.revision) else "on the Hub"

@@ -1,8 +1,9 @@
 """The zoo's one table: every published (or planned) model with where its files live and the facts that go with it.
 
-An entry is "built" once it has a pinned Hub commit and the sha256 of each of its files; until then it stays
-listed, and loading it explains how to make it. ``rmp-zoo hash DIR --revision SHA`` prints the arguments that
-turn a planned entry into a built one (see ``published_entry_args``).
+An entry is "built" once the sha256 of each of its files is pinned; until then it stays listed, and loading it
+explains how to make it. A built entry is found in this repository's ``checkpoints/<name>/`` (where a machine without
+Hub access publishes it) and, once pushed, also on the Hub at its pinned commit. ``rmp-zoo hash DIR [--revision
+SHA]`` prints the arguments that turn a planned entry into a built one (see ``published_entry_args``).
 """
 from __future__ import annotations
 
@@ -39,18 +40,18 @@ class ZooEntry:
     recipe: str  # the command that trains the ANN
     data: str  # what data training and evaluation need
     hub_id: str
-    revision: str | None = None  # pinned 40-hex commit of hub_id; None while not built
+    revision: str | None = None  # pinned 40-hex commit of hub_id; None while not on the Hub
     sha256: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256 of every published file
     ann_top1: float | None = None  # percent, from metrics.json
     snn_top1: Mapping[int, float] = field(default_factory=dict)  # T -> percent, from metrics.json
 
     def __post_init__(self) -> None:
-        if self.revision is None:
-            if self.sha256:
-                raise ValueError(f"{self.name}: sha256 given without a pinned revision")
-            return
-        if not _COMMIT.match(self.revision):
+        if self.revision is not None and not _COMMIT.match(self.revision):
             raise ValueError(f"{self.name}: revision must be a 40-hex commit id, got {self.revision!r}")
+        if self.revision is not None and not self.sha256:
+            raise ValueError(f"{self.name}: a pinned revision needs the sha256 of its files")
+        if not self.sha256:
+            return
         missing = [f for f in LOAD_FILES if f not in self.sha256]
         bad = [f for f, h in self.sha256.items() if not _SHA256.match(h)]
         if missing or bad:
@@ -59,6 +60,10 @@ class ZooEntry:
 
     @property
     def built(self) -> bool:
+        return bool(self.sha256)
+
+    @property
+    def on_hub(self) -> bool:
         return self.revision is not None
 
 
@@ -67,7 +72,7 @@ def _entry(name: str, architecture: str, dataset: str, recipe: str, **published:
                     f"{HUB_ORG}/{name}", **published)
 
 
-# To publish an entry, add the keyword arguments that `rmp-zoo hash checkpoints/NAME --revision SHA` prints.
+# To publish an entry, add the keyword arguments that `rmp-zoo hash checkpoints/NAME [--revision SHA]` prints.
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     _entry("resnet20-cifar10-rmp", "resnet20", "cifar10", "resnet20_cifar10"),
     _entry("resnet20-cifar100-rmp", "resnet20", "cifar100", "resnet20_cifar100"),
@@ -93,10 +98,11 @@ def get_entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def published_entry_args(revision: str, sha256: Mapping[str, str], metrics: Mapping[str, Any]) -> str:
-    """The keyword arguments to add to an entry's ``_entry(...)`` line once its folder is pushed at ``revision``."""
+def published_entry_args(revision: str | None, sha256: Mapping[str, str], metrics: Mapping[str, Any]) -> str:
+    """The keyword arguments to add to an entry's ``_entry(...)`` line once its folder is committed to
+    ``checkpoints/`` (``revision`` None) or pushed to the Hub at ``revision``."""
     snn = {row["T"]: round(row["top1"], 2) for row in metrics["snn"]}
-    return (f'revision="{revision}",\n'
+    return ((f'revision="{revision}",\n' if revision else "") +
             f"sha256={dict(sorted(sha256.items()))!r},\n"
             f"ann_top1={round(metrics['ann_top1'], 2)!r},\n"
             f"snn_top1={snn!r},")
