@@ -112,3 +112,32 @@ def _epoch(path: Path) -> int:
         except Exception:
             time.sleep(0.2)
     return -1
+
+
+@pytest.mark.parametrize("activation", ["qcfs", "clip"])
+def test_training_keeps_thresholds_positive(activation):
+    """A step that drives θ through zero is projected back to MIN_THRESHOLD, so the ANN stays convertible."""
+    from rmp_zoo.conversion import convert
+    from rmp_zoo.training import ClassificationModule
+    from rmp_zoo.training.module import MIN_THRESHOLD
+
+    module = ClassificationModule(arch="resnet20", num_classes=4, activation=activation, act_threshold=0.5)
+    thresholds = [m.threshold for m in module.model.modules() if hasattr(m, "threshold")]
+    optimizer = torch.optim.SGD(thresholds, lr=1.0)
+    sum(thresholds).backward()  # gradient 1 and lr 1: every θ falls from 0.5 to -0.5
+    optimizer.step()
+    assert all(t.item() < 0 for t in thresholds)
+    module.on_train_batch_end(None, None, 0)  # the hook Lightning calls after every optimizer step
+    assert all(t.item() == pytest.approx(MIN_THRESHOLD) for t in thresholds)
+    convert(module.model.eval(), threshold="trained")  # converts; with θ < 0 it raised
+
+
+def test_negative_trained_threshold_names_the_fix():
+    from rmp_zoo.conversion import convert
+    from rmp_zoo.models import create_model
+
+    model = create_model("resnet20", num_classes=4, activation="qcfs", act_threshold=2.0).eval()
+    with torch.no_grad():
+        model.layer3[1].act2.threshold.fill_(-1.5)
+    with pytest.raises(ValueError, match=r"layer3\.1\.act2.*keeps trained thresholds positive"):
+        convert(model, threshold="trained")

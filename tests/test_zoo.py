@@ -185,6 +185,17 @@ def test_compared_conversion_is_measured_on_the_same_images(run_dir, folder):
     assert [row["T"] for row in compared["snn"]] == list(STEPS)
 
 
+def test_card_says_where_and_how_long_the_ann_trained(run_dir, tmp_path):
+    run = tmp_path / "run"
+    make_run(run)
+    (run / "training.json").write_text('{"train_time_s": 5400.0, "epochs": 16, "global_step": 11248, '
+                                       '"machine": {"device": "Some CPU (2 cores)", "torch": "2.x"}}')
+    out = export(run, "tiny-timed", tmp_path / "timed", T=(1,), limit=8, recipe="python train.py recipe=smoke",
+                 progress=False)
+    assert "trained for 16 epochs (11248 steps) in 1.50 h on Some CPU (2 cores)" in (out / CARD).read_text()
+    assert "after epoch 3" in (out / CARD).read_text()  # the checkpoint's epoch 2, counted from 1
+
+
 def test_bad_compare_spec_names_the_format(run_dir, tmp_path):
     with pytest.raises(ValueError, match="NEURON:THRESHOLD"):
         export(run_dir, "tiny-bad", tmp_path / "bad", T=(1,), limit=8, compare=("lif:max",), progress=False)

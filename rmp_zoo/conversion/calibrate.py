@@ -51,6 +51,10 @@ def resolve_thresholds(
 
 def _positive(thresholds: dict[str, float], method: str) -> dict[str, float]:
     bad = {n: t for n, t in thresholds.items() if not t > 0}
+    if bad and method == "trained":
+        raise ValueError(f"thresholds must be positive, but training left {bad}: no spiking neuron can stand for an "
+                         "activation with θ <= 0. Retrain with this version of rmp_zoo, which keeps trained thresholds "
+                         "positive, or convert with threshold='max' or a percentile")
     if bad:
         raise ValueError(f"thresholds must be positive, but {method!r} gave {bad}; a layer that never activates "
                          "on the calibration data needs more (or other) data or an explicit threshold dict")
