@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ import rmp_zoo
 from rmp_zoo.data import create_datamodule
 from rmp_zoo.models.resnet import BasicBlock, PadShortcut
 from rmp_zoo.training import ClassificationModule
+from rmp_zoo.zoo.measure import machine as zoo_machine
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 Simulator = Callable[[torch.Tensor, list[int]], dict[int, torch.Tensor]]  # (x, T list) -> {T: mean output}
@@ -186,16 +185,9 @@ def synchronize(device: torch.device) -> None:
 
 
 def machine() -> str:
-    """CPU model (or GPU name) and library versions, for the table's header."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{cpu} ({os.cpu_count()} logical CPUs){gpu}; torch {torch.__version__}, "
-            f"spikingjelly {version('spikingjelly')}, rmp_zoo {rmp_zoo.__version__}")
+    """The device (GPU name, else CPU model and cores) and library versions, for the table's header."""
+    return (f"{zoo_machine()['device']}; torch {torch.__version__}, spikingjelly {version('spikingjelly')}, "
+            f"rmp_zoo {rmp_zoo.__version__}")
 
 
 def threshold_ratios(contenders: list[Contender]) -> dict[str, float]:
