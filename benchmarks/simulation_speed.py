@@ -25,15 +25,14 @@ import copy
 import csv
 import json
 import statistics
-import time
 from functools import partial
 from pathlib import Path
 
 import matplotlib
 import torch
 from spikingjelly_compare import (Contender, load_ann, load_batches, machine, run, simulate_spikingjelly,
-                                  spikingjelly_compatible, spikingjelly_contenders, spikingjelly_thresholds,
-                                  synchronize)
+                                  spikingjelly_compatible, spikingjelly_contenders, spikingjelly_thresholds)
+from timing import timed
 from torch import nn
 
 import rmp_zoo
@@ -41,15 +40,6 @@ from rmp_zoo.models.activations import QCFS, ClipReLU
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
-
-
-def timed(fn, *args) -> float:
-    device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
-    synchronize(device)
-    start = time.perf_counter()
-    fn(*args)
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def has_trained_thresholds(ann: nn.Module) -> bool:

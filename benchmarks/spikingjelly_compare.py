@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from spikingjelly.activation_based import ann2snn, functional, neuron
 from spikingjelly.activation_based.ann2snn.modules import VoltageScaler
+from timing import synchronize
 from torch import nn
 
 import rmp_zoo
@@ -177,11 +178,6 @@ def run(contenders: list[Contender], batches: Batches, T: list[int], device: tor
             c.seconds += time.perf_counter() - start
             for t, out in outputs.items():
                 c.correct[t] = c.correct.get(t, 0) + int((out.argmax(1) == y).sum())
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def machine() -> str:
