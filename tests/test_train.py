@@ -45,8 +45,16 @@ def test_override_examples_compose(compose_recipe):
 
 
 def test_smoke_recipe_learns(compose_recipe):
-    results = train(compose_recipe("trainer.accelerator=cpu", "trainer.max_epochs=4"))
+    cfg = compose_recipe("trainer.accelerator=cpu", "trainer.max_epochs=4")
+    results = train(cfg)
     assert results["test/acc1"] > 0.5  # 10 classes: chance is 0.1
+    # The recorded training time is the fit's alone, not doubled by testing the best checkpoint (which restores the
+    # Timer's state from that checkpoint).
+    out = Path(cfg.paths.output_dir)
+    recorded = json.loads((out / "training.json").read_text())["train_time_s"]
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    at_last_epoch = last["callbacks"]["Timer"]["time_elapsed"]["train"]
+    assert at_last_epoch <= recorded < 1.5 * at_last_epoch
 
 
 def test_mismatched_num_classes_fails_before_writing(tmp_path):

@@ -42,8 +42,10 @@ def _trained(config: Mapping[str, Any]) -> str:
     if not run or run.get("train_time_s") is None:
         return "The training run did not record its machine and duration."
     best = training.get("epoch")
-    return (f"The ANN trained for {run['epochs']} epochs ({run['global_step']} steps) in "
-            f"{run['train_time_s'] / 3600:.2f} h on {run['machine']['device']} (torch {run['machine']['torch']})"
+    seconds = run["train_time_s"]
+    duration = f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+    return (f"The ANN trained for {run['epochs']} epochs ({run['global_step']} steps) in {duration} "
+            f"on {run['machine']['device']} (torch {run['machine']['torch']})"
             + (f"; the checkpoint published is the one with the best validation top-1, after epoch {best + 1}."
                if best is not None else "."))
 
