@@ -5,12 +5,18 @@
 # data travels in parts, one per call, and `stash` keeps each part on the machine, which stays warm between calls.
 # Each part is a folder laid out like ../shared/data (materialize.py, DATASET/meta.json, labels, some sheets).
 #
-#   scripts/accelerator_zoo.sh stash PART          keep a carried data part on the machine
+#   scripts/accelerator_zoo.sh prepare DATA_DIR    here: wheels and data parts into .device/ (git-ignored)
+#   scripts/accelerator_zoo.sh stash PART          there: keep a carried data part on the machine
 #   scripts/accelerator_zoo.sh check               GPU smoke run and export, epoch time, simulation throughput
 #   scripts/accelerator_zoo.sh train DATASET SEC   decode DATASET into data/, then train its recipe in the
 #                                                  background, with as many epochs as fit in SEC seconds
 #   scripts/accelerator_zoo.sh finish SEC          wait (at most SEC s) for the runs, export them, pack $OUT
 #
+# The lease that built the published entries: four calls, each carrying .device/whl and one part, issued back to back
+#   stash .device/part_cifar10_a && check
+#   stash .device/part_cifar10_b && train cifar10 580
+#   stash .device/part_cifar100_a
+#   stash .device/part_cifar100_b && train cifar100 420 && finish 500
 # Runs go to outputs/zoo/resnet20_DATASET, zoo folders to checkpoints/resnet20-DATASET-rmp, results to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,17 +32,32 @@ TIMING_IMAGES=${RMP_TIMING_IMAGES:-50000}
 THROUGHPUT_BATCHES=${RMP_THROUGHPUT_BATCHES:-256,2048}
 TRAIN_EXTRA=${RMP_TRAIN_EXTRA:-}
 EXPORT_EXTRA=${RMP_EXPORT_EXTRA:-}
-mkdir -p "$STASH" "$OUT" outputs/zoo
-
-# hydra-core and omegaconf are not on the accelerator image; they travel as wheels in .device/whl.
-if [ -d .device/whl ] && [ ! -d /tmp/site/hydra ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .device/whl/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+on_accelerator() {  # what every step there needs; hydra-core and omegaconf travel as wheels in .device/whl
+    mkdir -p "$STASH" "$OUT" outputs/zoo
+    if [ -d .device/whl ] && [ ! -d /tmp/site/hydra ]; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+            .device/whl/*.whl || return 1
+    fi
+    export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+}
 
 recipe_args() {  # the training command's overrides for DATASET with E epochs, as the card records them
     echo "recipe=resnet20_$1 data.batch_size=$BATCH model.lr=$LR trainer.max_epochs=$2 hydra.run.dir=outputs/zoo/resnet20_$1"
+}
+
+prepare() {  # $1: a folder laid out like ../shared/data
+    local ds half
+    mkdir -p .device/whl
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux2014_x86_64 -d .device/whl hydra-core==1.3.8 omegaconf==2.3.1 || return 1
+    python3 -m pip wheel -q --no-deps -w .device/whl antlr4-python3-runtime==4.9.3 || return 1  # an sdist on PyPI
+    for ds in cifar10 cifar100; do
+        for half in a b; do mkdir -p ".device/part_${ds}_$half/$ds" && cp "$1/materialize.py" ".device/part_${ds}_$half/"; done
+        cp "$1/$ds"/{meta.json,train_labels.npz,test_labels.npz,train_0.webp,train_1.webp,train_2.webp} \
+            ".device/part_${ds}_a/$ds/"
+        cp "$1/$ds"/{train_3.webp,train_4.webp,test_0.webp} ".device/part_${ds}_b/$ds/"
+    done
+    du -sh .device/*
 }
 
 stash() {
@@ -111,9 +132,10 @@ finish() {
 }
 
 case "${1:-}" in
-    stash) stash "$2" ;;
-    check) check ;;
-    train) train "$2" "$3" ;;
-    finish) finish "$2" ;;
-    *) sed -n '2,13p' "$0"; exit 2 ;;
+    prepare) prepare "$2" ;;
+    stash) on_accelerator && stash "$2" ;;
+    check) on_accelerator && check ;;
+    train) on_accelerator && train "$2" "$3" ;;
+    finish) on_accelerator && finish "$2" ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
 esac
