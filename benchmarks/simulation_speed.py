@@ -24,7 +24,6 @@ import argparse
 import copy
 import csv
 import json
-import statistics
 from functools import partial
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import matplotlib
 import torch
 from spikingjelly_compare import (Contender, load_ann, load_batches, machine, run, simulate_spikingjelly,
                                   spikingjelly_compatible, spikingjelly_contenders, spikingjelly_thresholds)
-from timing import timed
+from timing import dense_forwards, median_seconds_per_item, timed
 from torch import nn
 
 import rmp_zoo
@@ -60,24 +59,14 @@ def with_relu(ann: nn.Module) -> nn.Module:
 def cost_per_image_step(ann: nn.Module, snn: rmp_zoo.SpikingNetwork, sj_snn: nn.Module, images: torch.Tensor,
                         batch_sizes: list[int], steps: int, repeats: int) -> list[dict]:
     """Median seconds per image (ANN) or per image-step (SNNs) of every contender at every batch size."""
-    ann_cl = copy.deepcopy(ann).to(memory_format=torch.channels_last)
     contenders = {
-        "ANN NCHW": lambda x: ann(x),
-        "ANN channels_last": lambda x: ann_cl(x.contiguous(memory_format=torch.channels_last)),
-        "rmp_zoo SNN": lambda x: rmp_zoo.simulate(snn, x, [steps]),
-        "rmp_zoo SNN, plain path": lambda x: rmp_zoo.simulate(snn, x, [steps], fast=False),
-        "SpikingJelly SNN": lambda x: simulate_spikingjelly(sj_snn, x, [steps]),
+        **{name: (1, fn) for name, fn in dense_forwards(ann).items()},
+        "rmp_zoo SNN": (steps, lambda x: rmp_zoo.simulate(snn, x, [steps])),
+        "rmp_zoo SNN, plain path": (steps, lambda x: rmp_zoo.simulate(snn, x, [steps], fast=False)),
+        "SpikingJelly SNN": (steps, lambda x: simulate_spikingjelly(sj_snn, x, [steps])),
     }
-    per_step = {name: 1 if name.startswith("ANN") else steps for name in contenders}
-    times = {(b, name): [] for b in batch_sizes for name in contenders}
-    for b in batch_sizes:
-        for fn in contenders.values():
-            fn(images[:b])  # warm-up
-    for _ in range(repeats):
-        for b in batch_sizes:
-            for name, fn in contenders.items():
-                times[b, name].append(timed(fn, images[:b]) / (b * per_step[name]))
-    return [{"batch_size": b, "contender": name, "ms_per_image_step": 1e3 * statistics.median(times[b, name])}
+    seconds = median_seconds_per_item(contenders, images, batch_sizes, repeats)
+    return [{"batch_size": b, "contender": name, "ms_per_image_step": 1e3 * seconds[b, name]}
             for b in batch_sizes for name in contenders]
 
 

@@ -12,48 +12,34 @@ rounds is reported. The ANN runs in eval mode (BatchNorm as trained, not folded)
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
-import statistics
 from pathlib import Path
 
 import torch
-from timing import timed
+from timing import dense_forwards, median_seconds_per_item
 
 import rmp_zoo
 from rmp_zoo.zoo.measure import machine
 
 
 def contenders(arch: str, num_classes: int, steps: int, device: torch.device, seed: int) -> dict:
-    """The dense ANN (NCHW, channels-last) and its RMP SNN, each a function of an image batch."""
+    """The dense ANN (NCHW, channels-last) and its RMP SNN: ``name: (steps per call, fn of an image batch)``."""
     torch.manual_seed(seed)
     ann = rmp_zoo.create_model(arch, num_classes=num_classes).eval().to(device)
     calibration = [torch.randn(64, 3, 32, 32, device=device)]
     snn = rmp_zoo.convert(ann, calibration, neuron="rmp", threshold="max", initial_potential=0.5)
-    ann_cl = copy.deepcopy(ann).to(memory_format=torch.channels_last)
-    return {
-        "ANN NCHW": (1, lambda x: ann(x)),
-        "ANN channels_last": (1, lambda x: ann_cl(x.contiguous(memory_format=torch.channels_last))),
-        f"rmp_zoo SNN, T={steps}": (steps, lambda x: rmp_zoo.simulate(snn, x, [steps])),
-    }
+    return {**{name: (1, fn) for name, fn in dense_forwards(ann).items()},
+            f"rmp_zoo SNN, T={steps}": (steps, lambda x: rmp_zoo.simulate(snn, x, [steps]))}
 
 
-@torch.no_grad()
 def measure(arch: str, num_classes: int, batch_sizes: list[int], steps: int, repeats: int, device: torch.device,
             seed: int) -> list[dict]:
     fns = contenders(arch, num_classes, steps, device, seed)
     images = torch.randn(max(batch_sizes), 3, 32, 32, device=device)
-    for b in batch_sizes:
-        for _, fn in fns.values():
-            fn(images[:b])  # warm-up: cuDNN algorithm search, allocator growth
-    times = {(b, name): [] for b in batch_sizes for name in fns}
-    for _ in range(repeats):
-        for b in batch_sizes:
-            for name, (per_call, fn) in fns.items():
-                times[b, name].append(timed(fn, images[:b]) / (b * per_call))
-    return [{"arch": arch, "batch_size": b, "contender": name,
-             "image_steps_per_s": 1.0 / statistics.median(times[b, name])} for b in batch_sizes for name in fns]
+    seconds = median_seconds_per_item(fns, images, batch_sizes, repeats)
+    return [{"arch": arch, "batch_size": b, "contender": name, "image_steps_per_s": 1.0 / seconds[b, name]}
+            for b in batch_sizes for name in fns]
 
 
 def report(rows: list[dict], args: argparse.Namespace, header: str) -> str:
