@@ -132,10 +132,11 @@ finish() {
 }
 
 case "${1:-}" in
-    prepare) prepare "$2" ;;
-    stash) on_accelerator && stash "$2" ;;
+    prepare) prepare "${2:?prepare DATA_DIR: name a folder laid out like ../shared/data}" ;;
+    stash) on_accelerator && stash "${2:?stash PART: name a carried folder such as .device/part_cifar10_a}" ;;
     check) on_accelerator && check ;;
-    train) on_accelerator && train "$2" "$3" ;;
-    finish) on_accelerator && finish "$2" ;;
+    train) on_accelerator && train "${2:?train DATASET SEC: name cifar10 or cifar100}" \
+               "${3:?train DATASET SEC: give the seconds the run may take}" ;;
+    finish) on_accelerator && finish "${2:?finish SEC: give the seconds to wait for the runs}" ;;
     *) sed -n '2,20p' "$0"; exit 2 ;;
 esac
