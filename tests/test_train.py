@@ -1,4 +1,5 @@
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -89,28 +90,40 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     assert json.loads((out / "results.json").read_text())["test/acc1"] >= 0.0
 
 
-def test_killed_run_resumes_from_last_checkpoint(tmp_path):
+def test_killed_run_resumes_exactly(tmp_path):
+    """A run killed mid-training and resumed ends with the same weights as one that never stopped: epoch, LR
+    schedule, optimiser and the random generators (batch order, augmentation) all come back."""
+    epochs, train_size, batch = 5, 384, 32
+    common = ["trainer.accelerator=cpu", f"trainer.max_epochs={epochs}", f"data.train_size={train_size}",
+              f"data.batch_size={batch}", "callbacks.snn=null", "test=false"]
+    env = {"OMP_NUM_THREADS": "1"}  # the same arithmetic in all three processes
+    reference = run_train(*common, f"hydra.run.dir={tmp_path / 'reference'}", env_extra=env)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
     out = tmp_path / "run"
-    epochs, train_size, batch = 6, 384, 32
-    args = [sys.executable, str(ROOT / "train.py"), "trainer.accelerator=cpu", f"trainer.max_epochs={epochs}",
-            f"data.train_size={train_size}", f"data.batch_size={batch}", "callbacks.snn=null", f"hydra.run.dir={out}"]
-    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [sys.executable, str(ROOT / "train.py"), *common, f"hydra.run.dir={out}"]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, **env})
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 900  # generous: a loaded CI machine is slow, an idle one takes seconds
     while time.time() < deadline and first.poll() is None and not (last.exists() and _epoch(last) >= 1):
-        time.sleep(0.2)
+        time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed_at = _epoch(last)
     assert 1 <= killed_at < epochs - 1, f"the run was not killed mid-training (last.ckpt epoch {killed_at})"
 
-    proc = run_train(*args[2:])
+    proc = run_train(*args[2:], env_extra=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Restoring states from the checkpoint path" in proc.stderr + proc.stdout
     final = torch.load(last, map_location="cpu", weights_only=True)
+    expected = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", map_location="cpu",
+                          weights_only=True)
     steps_per_epoch = (train_size - train_size // 8) // batch  # 1/8 held out for validation, last batch dropped
-    assert final["epoch"] == epochs - 1
-    assert final["global_step"] == epochs * steps_per_epoch
+    assert final["epoch"] == epochs - 1 and final["global_step"] == epochs * steps_per_epoch
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], tensor), f"{name} differs after resuming"
+    assert final["lr_schedulers"] == expected["lr_schedulers"]
 
 
 def _epoch(path: Path) -> int:

@@ -51,8 +51,14 @@ class SplitDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
+    @property
+    def monitor_split(self) -> str:
+        """What the validation loop evaluates: the held-out split, or, with ``val_size=0`` (a final run on every
+        training image), the test split, so the run still has a learning curve. Metrics carry this name."""
+        return "val" if self.val_size > 0 else "test"
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader(self.monitor_split, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .qcfs_kernel import qcfs
+
 ACTIVATIONS = ("relu", "clip", "qcfs")
 
 
@@ -31,7 +33,7 @@ class QCFS(nn.Module):
 
     ``θ/L · clip(floor(x·L/θ + 1/2), 0, L)``: an IF neuron with threshold θ and initial potential θ/2 reproduces it
     in expectation after L steps, which is why QCFS-trained ANNs convert at low T. The floor uses a straight-through
-    gradient.
+    gradient; forward and backward each run as one fused kernel (``qcfs_kernel``).
     """
 
     def __init__(self, levels: int = 8, threshold: float = 8.0) -> None:
@@ -42,9 +44,7 @@ class QCFS(nn.Module):
         self.threshold = nn.Parameter(torch.tensor(float(threshold)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x * (self.levels / self.threshold) + 0.5
-        z = z + (torch.floor(z) - z).detach()
-        return torch.clamp(z, 0, self.levels) * (self.threshold / self.levels)
+        return qcfs(x, self.threshold, self.levels)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, threshold={self.threshold.item():.4g}"

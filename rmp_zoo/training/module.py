@@ -97,7 +97,7 @@ class ClassificationModule(pl.LightningModule):
                     module.threshold.clamp_(min=MIN_THRESHOLD)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._step(batch, getattr(self.trainer.datamodule, "monitor_split", "val"))
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")

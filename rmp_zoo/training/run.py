@@ -12,7 +12,7 @@ import shutil
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Timer
+from pytorch_lightning.callbacks import ModelCheckpoint, Timer
 
 from ..callbacks import SNNEvaluation
 from ..zoo.measure import machine
@@ -35,8 +35,10 @@ def train(cfg: DictConfig) -> dict:
                              f"{datamodule.num_classes} classes; drop the override or set both to match")
         datamodule.prepare_data()
         datamodule.setup("fit")
-        trainer: pl.Trainer = hydra.utils.instantiate(
-            cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger")))
+        callbacks = _instantiate_all(cfg.get("callbacks"))
+        _check_monitor(callbacks, getattr(datamodule, "monitor_split", "val"))
+        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
+                                                      logger=_instantiate_all(cfg.get("logger")))
     except BaseException:
         if not existed and os.path.isdir(out) and not os.listdir(out):
             shutil.rmtree(out)
@@ -64,6 +66,17 @@ def train(cfg: DictConfig) -> dict:
         with open(os.path.join(out, "training.json"), "w") as f:
             json.dump(training, f, indent=2)
     return results
+
+
+def _check_monitor(callbacks: list, split: str) -> None:
+    """A checkpoint that selects on a split the validation loop does not evaluate would fail after the first epoch."""
+    for cb in callbacks:
+        monitor = getattr(cb, "monitor", None)
+        if isinstance(cb, ModelCheckpoint) and monitor and not monitor.startswith(f"{split}/"):
+            raise ValueError(f"callbacks.checkpoint.monitor={monitor!r}, but the validation loop evaluates the "
+                             f"{split!r} split (data.val_size={0 if split == 'test' else 'N'}). Set "
+                             "callbacks.checkpoint.monitor=null to keep the last epoch, or data.val_size>0 to "
+                             "select on a held-out split; never select on the test split.")
 
 
 def _training_record(trainer: pl.Trainer) -> dict:

@@ -1,0 +1,113 @@
+"""The QCFS activation as one fused kernel forward and one backward.
+
+Written with separate tensor ops, QCFS makes about ten passes over every activation tensor per training step, which
+costs as much as the convolutions of a CIFAR ResNet-20 on a CPU. Here the forward and the backward are each one
+element-wise function compiled by ``torch.compile`` (inductor fuses them into a single loop), with the same
+arithmetic as the op-by-op formula, so outputs are bitwise equal and the SNN still reproduces the trained ANN.
+Without a working compiler (or with ``RMP_ZOO_COMPILE=0``) the same functions run eagerly.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable
+
+import torch
+
+
+def qcfs_forward(x: torch.Tensor, threshold: torch.Tensor, levels: int) -> torch.Tensor:
+    """``θ/L · clip(floor(x·L/θ + 1/2), 0, L)``, rounded in float32 whatever the input's dtype (bf16 under
+    mixed precision), so that training picks the levels that the float32 SNN will fire."""
+    z = x.float() * (levels / threshold) + 0.5
+    return (torch.clamp(torch.floor(z), 0, levels) * (threshold / levels)).to(x.dtype)
+
+
+def qcfs_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor,
+                  levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Straight-through gradients of ``qcfs_forward`` for x and θ.
+
+    They are the gradients autograd gives the op-by-op formula with ``floor`` made straight-through: the floor passes
+    the gradient unchanged and ``torch.clamp`` passes it strictly inside (0, L), so the lowest and the highest level
+    give x no gradient. θ gets ``Σ g·q/L − Σ g·[0<q<L]·x·L/θ²`` (q the clipped level), in autograd's order of
+    operations.
+    """
+    scale_in, scale_out = levels / threshold, threshold / levels
+    x32, grad32 = x.float(), grad.float()
+    level = torch.floor(x32 * scale_in + 0.5)
+    inside = (level > 0) & (level < levels)
+    grad_level = torch.where(inside, grad32 * scale_out, 0.0)
+    grad_threshold = ((grad32 * torch.clamp(level, 0, levels)).sum() / levels
+                      - (grad_level * x32).sum() * levels / (threshold * threshold))
+    return (grad_level * scale_in).to(x.dtype), grad_threshold
+
+
+class _Kernels:
+    """The compiled pair when ``torch.compile`` works here, else the eager one; decided once, at first use."""
+
+    def __init__(self) -> None:
+        self.forward: Callable = qcfs_forward
+        self.backward: Callable = qcfs_backward
+        self.compiled = os.environ.get("RMP_ZOO_COMPILE", "1") != "0"
+        if self.compiled:
+            self.forward = torch.compile(qcfs_forward, dynamic=True, fullgraph=True)
+            self.backward = torch.compile(qcfs_backward, dynamic=True, fullgraph=True)
+
+    def run(self, name: str, *args):
+        try:
+            return getattr(self, name)(*args)
+        except Exception as err:  # no C++ compiler / Triton, unsupported platform: compute the same thing eagerly
+            if not self.compiled:
+                raise
+            warnings.warn(f"torch.compile of the QCFS kernels failed ({type(err).__name__}: {err}); running them "
+                          "eagerly, which is slower but gives the same numbers. Set RMP_ZOO_COMPILE=0 to skip "
+                          "the attempt.", RuntimeWarning, stacklevel=3)
+            self.forward, self.backward, self.compiled = qcfs_forward, qcfs_backward, False
+            return getattr(self, name)(*args)
+
+
+_KERNELS: _Kernels | None = None
+
+
+def _kernels() -> _Kernels:
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _Kernels()
+    return _KERNELS
+
+
+class QCFSFunction(torch.autograd.Function):
+    """Saves only the input and θ; the backward recomputes the level, which is cheaper than storing it.
+
+    The kernels see flat 1-D views in the input's memory order, so one compiled kernel serves every layer shape and
+    layout (only a new dtype or device compiles again).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, threshold: torch.Tensor, levels: int) -> torch.Tensor:
+        ctx.save_for_backward(x, threshold)
+        ctx.levels = levels
+        flat, unflatten = _flatten(x)
+        return unflatten(_kernels().run("forward", flat, threshold, levels))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, threshold = ctx.saved_tensors
+        flat, unflatten = _flatten(x)
+        flat_grad, _ = _flatten(grad, like=x)
+        grad_x, grad_threshold = _kernels().run("backward", flat_grad, flat, threshold, ctx.levels)
+        return unflatten(grad_x), grad_threshold.reshape(threshold.shape), None
+
+
+def _flatten(x: torch.Tensor, like: torch.Tensor | None = None) -> tuple[torch.Tensor, Callable]:
+    """``x`` as a 1-D view in the memory order of ``like`` (default: its own), and the function that turns a flat
+    result back into ``x``'s shape and layout. Copies only when ``x`` is laid out differently."""
+    ref = x if like is None else like
+    order = sorted(range(ref.dim()), key=lambda d: -ref.stride(d))
+    permuted = x.permute(order).contiguous()
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    return permuted.view(-1), lambda flat: flat.view(permuted.shape).permute(inverse)
+
+
+def qcfs(x: torch.Tensor, threshold: torch.Tensor, levels: int) -> torch.Tensor:
+    """QCFS with fused kernels; differentiable in x and θ."""
+    return QCFSFunction.apply(x, threshold, levels)
