@@ -80,7 +80,8 @@ def time_train_py(cfg, dm, batches: int, warmup: int) -> tuple[float, float]:
     """(seconds per image, warm-up seconds) of the recipe's Trainer, built from its config as train.py does."""
     module = instantiate(cfg.model, _convert_="all")
     timer = StepTimer(warmup)
-    callbacks = [instantiate(c, _convert_="all") for k, c in cfg.callbacks.items() if c is not None and k != "snn"]
+    callbacks = [instantiate(c, _convert_="all") for k, c in cfg.callbacks.items()
+                 if c is not None and k not in ("snn", "progress")]  # no SNN evaluation, no progress bar
     loggers = [instantiate(c, _convert_="all") for c in cfg.logger.values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers, max_steps=warmup + batches,
                           limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False)
