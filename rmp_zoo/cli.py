@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .conversion.neurons import NEURONS
 from .zoo.errors import ZooError
 from .zoo.folder import CARD, CONFIG, LOAD_FILES, METRICS, PLOT, hash_folder, read_json, write_json
 from .zoo.registry import HUB_ORG, ZOO, list_models, published_entry_args
@@ -152,6 +153,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    import torch
+
+    from .conversion import convert
+    from .conversion.layer_error import conversion_error
+    from .zoo.loader import load_pair
+    from .zoo.measure import build_datamodule, parse_conversion
+    from .zoo.report import layer_error_table, plot_layer_error, write_layer_error_csv
+
+    ann, snn = load_pair(args.name, map_location=args.device)
+    config = read_json(Path(snn.pretrained_cfg["folder"]) / CONFIG)
+    datamodule = build_datamodule(config["dataset"], args.data_root, args.batch_size)
+    datamodule.setup("fit")
+    label = "published conversion"
+    if args.conversion:  # another conversion of the same ANN; thresholds from training images only
+        kwargs = parse_conversion(args.conversion)
+        calibration = None if kwargs["threshold"] == "trained" else datamodule.eval_batches("train", 4096)
+        snn, label = convert(ann, calibration, **kwargs), args.conversion
+    with torch.inference_mode():
+        result = conversion_error(ann, snn, datamodule.eval_batches(args.split, args.images), args.T)
+    title = f"{args.name} ({label}), {result.num_images} {args.split} images"
+    console.print(layer_error_table(result, title))
+    out = Path(args.out or Path("outputs") / "diagnose" / re.sub(r"[^\w.-]+", "_", args.name))
+    out.mkdir(parents=True, exist_ok=True)
+    write_layer_error_csv(result, out / "layer_error.csv")
+    plot_layer_error(result, out / "layer_error.png", title)
+    console.print(f"wrote {out / 'layer_error.csv'} and {out / 'layer_error.png'}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .zoo.export import export
     from .zoo.report import results_table
@@ -234,11 +265,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("diagnose", help="per-layer conversion error of a model against its ANN, at several T")
+    p.add_argument("name")
+    p.add_argument("--T", type=_steps, default=_steps("1,2,4,8,16,32"))
+    p.add_argument("--conversion", metavar="NEURON:THRESHOLD[:INITIAL]",
+                   help="diagnose this conversion of the model's ANN instead of the published one, e.g. "
+                        "signed:trained:0.5")
+    p.add_argument("--split", default="train", choices=("train", "test"),
+                   help="images to measure on (default train, so that choices made from it never see the test set)")
+    p.add_argument("--images", type=int, default=512)
+    p.add_argument("--data-root", help="folder with the dataset (see `rmp-zoo info NAME`)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--out", help="folder for layer_error.csv and the plot (default outputs/diagnose/NAME)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.set_defaults(func=cmd_diagnose)
+
     p = sub.add_parser("export", help="convert a training run's best checkpoint into a zoo folder")
     p.add_argument("run_dir", help="output folder of `python train.py recipe=...`")
     p.add_argument("--name", required=True, help="model name, e.g. resnet20-cifar10-rmp")
     p.add_argument("--out", help="default checkpoints/NAME")
-    p.add_argument("--neuron", default="rmp", choices=("rmp", "if"))
+    p.add_argument("--neuron", default="rmp", choices=NEURONS)
     p.add_argument("--threshold", default="trained", help="trained, max or a percentile such as 99.9%%")
     p.add_argument("--initial-potential", type=float, default=0.0, help="fraction of the threshold at t=0")
     p.add_argument("--scale", type=float, default=1.0, help="factor on every threshold")

@@ -96,3 +96,15 @@ def test_hash_prints_the_pinning_arguments(folder, run):
     assert code == 0 and "revision=" not in stdout and "sha256={" in stdout
     for name, digest in hash_folder(folder).items():
         assert f"{digest}  {name}" in stdout
+
+
+def test_diagnose_writes_the_per_layer_error(run, folder, tmp_path):
+    out = tmp_path / "diag"
+    code, stdout, _ = run("diagnose", f"local-dir:{folder}", "--T", "1,4", "--images", 8, "--batch-size", 4,
+                          "--conversion", "signed:trained:0.5", "--out", out, "--device", "cpu")
+    assert code == 0 and "off by ≥ 1 spike" in stdout and "class = ANN's" in stdout
+    lines = (out / "layer_error.csv").read_text().splitlines()
+    assert lines[0].startswith("layer,T,threshold,mse,mean_error,off_by_spike,over,under")
+    layers = {line.split(",")[0] for line in lines[1:]}
+    assert "output" in layers and len(lines) - 1 == 2 * len(layers)
+    assert (out / "layer_error.png").stat().st_size > 0

@@ -73,3 +73,36 @@ def test_gated_max_pool_passes_the_fastest_unit():
     mean = sum(pool(neurons(x)) for _ in range(T)) / T
     assert mean.shape == (1, 1, 1, 1)
     assert abs(mean.item() - 0.7) <= 5 / T
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=1, max_size=60), theta=st.floats(0.5, 4.0))
+def test_signed_neuron_count_tracks_its_summed_input(x, theta):
+    """With inputs of at most θ per step, a signed neuron's net spike count after every step is its summed input
+    rounded to whole thresholds (never below zero): over-firing on early input is taken back."""
+    neuron = SpikingNeuron(theta, "signed", initial_potential=0.5)
+    total, net = 0.0, 0.0
+    for step in x:
+        current = step * theta
+        net += round(float(neuron(torch.tensor([current], dtype=torch.float64))) / theta)  # -1, 0 or +1
+        total += current
+        target = total / theta + 0.5
+        if abs(target - round(target)) > 1e-6:  # skip exact rounding ties, where float error decides
+            assert net == max(0, int(torch.tensor(target).floor()))
+
+
+def test_signed_neuron_takes_back_what_rmp_keeps():
+    """+θ then -θ: both neurons fire once; the signed one then fires -1, so its count returns to the input's 0."""
+    inputs = [torch.tensor([1.0]), torch.tensor([-1.0])]
+    rmp, signed = SpikingNeuron(1.0, "rmp", 0.5), SpikingNeuron(1.0, "signed", 0.5)
+    assert [float(rmp(x)) for x in inputs] == [1.0, 0.0]
+    assert [float(signed(x)) for x in inputs] == [1.0, -1.0]
+
+
+@settings(max_examples=20, deadline=None)
+@given(x=currents, theta=st.floats(0.25, 4.0), T=st.integers(1, 100))
+def test_signed_equals_rmp_under_constant_input(x, theta, T):
+    x = torch.tensor(x)
+    rmp, signed = SpikingNeuron(theta, "rmp", 0.5), SpikingNeuron(theta, "signed", 0.5)
+    for _ in range(T):
+        assert torch.equal(rmp(x), signed(x))

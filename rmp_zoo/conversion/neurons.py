@@ -10,15 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NEURONS = ("rmp", "if")
+NEURONS = ("rmp", "if", "signed")
 
 
 class SpikingNeuron(nn.Module):
     """Integrate-and-fire neuron with threshold θ.
 
     ``"rmp"`` (residual membrane potential) resets by subtracting θ, so the charge above threshold is kept and the
-    rate is exact to within 1/T; ``"if"`` resets to zero and loses that charge, which lowers its rate. The threshold is
-    a buffer so that it travels in ``state_dict`` and safetensors files.
+    rate is exact to within 1/T; ``"if"`` resets to zero and loses that charge, which lowers its rate. ``"signed"`` is
+    an RMP neuron that also fires a negative spike (−θ, adding θ back) when its potential falls below zero while it
+    has fired more positive than negative spikes so far: a neuron that fired on an early burst of input that later
+    input cancels takes the spike back, so its count tracks its summed input (the signed neuron with memory of Wang
+    et al., IJCAI 2022). This undoes the over-firing from unevenly timed input that dominates the error at low T
+    (``benchmarks/README.md``, conversion error). The threshold is a buffer so that it travels in ``state_dict`` and
+    safetensors files.
     """
 
     def __init__(self, threshold: float, neuron: str = "rmp", initial_potential: float = 0.0) -> None:
@@ -31,11 +36,12 @@ class SpikingNeuron(nn.Module):
         self.count_spikes = False
         self.v: torch.Tensor | None = None
         self.out: torch.Tensor | None = None
+        self.net_spikes: torch.Tensor | None = None  # signed neurons: positive minus negative spikes so far
         self.spike_count: torch.Tensor | None = None
 
     def reset(self) -> None:
-        """Forget membrane potential and spike count: the next call starts a new simulation."""
-        self.v = self.out = None
+        """Forget membrane potential and spike counts: the next call starts a new simulation."""
+        self.v = self.out = self.net_spikes = None
         self.spike_count = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,13 +54,18 @@ class SpikingNeuron(nn.Module):
         else:
             self.v.add_(x)
         spike = torch.ge(self.v, self.threshold, out=self.out)  # 1.0 where the neuron fires, else 0.0
+        if self.neuron == "signed":
+            if self.net_spikes is None:
+                self.net_spikes = torch.zeros_like(self.v)
+            spike.sub_((self.v < 0).logical_and_(self.net_spikes > 0).to(spike.dtype))  # -1.0 takes a spike back
+            self.net_spikes.add_(spike)
         if self.count_spikes:
             n = spike.count_nonzero()
             self.spike_count = n if self.spike_count is None else self.spike_count + n
         if self.neuron == "if":
             self.v.addcmul_(self.v, spike, value=-1)  # v - v·1 = 0 where it fired, exactly
         out = spike.mul_(self.threshold)
-        if self.neuron == "rmp":
+        if self.neuron != "if":
             self.v.sub_(out)
         return out
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..conversion import SpikingNetwork, evaluate
+from ..conversion.neurons import NEURONS
 from .errors import ZooError
 
 
@@ -83,9 +84,9 @@ def conversion_label(conv: Mapping[str, Any]) -> str:
 def parse_conversion(spec: str) -> dict[str, Any]:
     """``NEURON:THRESHOLD[:INITIAL]`` (``if:max``, ``rmp:99.9%:0.5``) as ``convert`` keyword arguments."""
     parts = spec.split(":")
-    if len(parts) not in (2, 3) or parts[0] not in ("rmp", "if"):
-        raise ValueError(f"conversion {spec!r}: expected NEURON:THRESHOLD[:INITIAL_POTENTIAL] with NEURON rmp or "
-                         "if, e.g. if:max or rmp:99.9%:0.5")
+    if len(parts) not in (2, 3) or parts[0] not in NEURONS:
+        raise ValueError(f"conversion {spec!r}: expected NEURON:THRESHOLD[:INITIAL_POTENTIAL] with NEURON one of "
+                         f"{', '.join(NEURONS)}, e.g. if:max or signed:trained:0.5")
     try:
         initial = float(parts[2]) if len(parts) == 3 else 0.0
     except ValueError:
