@@ -96,6 +96,12 @@ class ClassificationModule(pl.LightningModule):
                 if isinstance(module, (ClipReLU, QCFS)):
                     module.threshold.clamp_(min=MIN_THRESHOLD)
 
+    def on_train_epoch_end(self) -> None:
+        """Log every trained threshold: a θ that collapses towards zero starves its layer, and the curve shows when."""
+        for name, module in self.model.named_modules():
+            if isinstance(module, (ClipReLU, QCFS)):
+                self.log(f"theta/{name}", module.threshold.detach(), on_epoch=True)
+
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, getattr(self.trainer.datamodule, "monitor_split", "val"))
 
