@@ -75,7 +75,8 @@ def _entry(name: str, architecture: str, dataset: str, recipe: str, **published:
 # The published ResNet-20 entries were trained on one H100 before the recipes became the zoo's recipes; these are the
 # overrides that make today's recipe files train what they trained.
 _SESSION4_H100 = ("data.batch_size=256 data.val_size=5000 model.lr=0.2 model.scheduler=onecycle "
-                  "model.warmup_fraction=0.15 trainer.precision=32-true callbacks.checkpoint.monitor=val/acc1")
+                  "model.warmup_fraction=0.15 model.act_threshold=2.0 trainer.precision=32-true "
+                  "callbacks.checkpoint.monitor=val/acc1")
 
 # To publish an entry, add the keyword arguments that `rmp-zoo hash checkpoints/NAME [--revision SHA]` prints.
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
