@@ -52,7 +52,15 @@ class _Kernels:
             self.forward = torch.compile(qcfs_forward, dynamic=True, fullgraph=True)
             self.backward = torch.compile(qcfs_backward, dynamic=True, fullgraph=True)
 
-    def run(self, name: str, *args):
+    def run(self, name: str, *tensors: torch.Tensor, levels: int):
+        """Call a kernel on detached tensors with grad and autocast off: they are what the kernels compute on anyway,
+        and a compiled kernel then needs one version per dtype and device only, not one per autograd/autocast state
+        and view base (torch.compile keeps at most ``recompile_limit`` versions)."""
+        tensors = tuple(t.detach() for t in tensors)
+        with torch.no_grad(), torch.autocast(tensors[0].device.type, enabled=False):
+            return self._call(name, *tensors, levels)
+
+    def _call(self, name: str, *args):
         try:
             return getattr(self, name)(*args)
         except Exception as err:  # no C++ compiler / Triton, unsupported platform: compute the same thing eagerly
@@ -87,14 +95,14 @@ class QCFSFunction(torch.autograd.Function):
         ctx.save_for_backward(x, threshold)
         ctx.levels = levels
         flat, unflatten = _flatten(x)
-        return unflatten(_kernels().run("forward", flat, threshold, levels))
+        return unflatten(_kernels().run("forward", flat, threshold, levels=levels))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, threshold = ctx.saved_tensors
         flat, unflatten = _flatten(x)
         flat_grad, _ = _flatten(grad, like=x)
-        grad_x, grad_threshold = _kernels().run("backward", flat_grad, flat, threshold, ctx.levels)
+        grad_x, grad_threshold = _kernels().run("backward", flat_grad, flat, threshold, levels=ctx.levels)
         return unflatten(grad_x), grad_threshold.reshape(threshold.shape), None
 
 
