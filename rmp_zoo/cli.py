@@ -188,7 +188,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .zoo.report import results_table
 
     out = export(args.run_dir, args.name, args.out, neuron=args.neuron, threshold=args.threshold,
-                 initial_potential=args.initial_potential, scale=args.scale, T=args.T, data_root=args.data_root,
+                 initial_potential=args.initial_potential, scale=args.scale, burst=args.burst, T=args.T, data_root=args.data_root,
                  limit=args.limit, batch_size=args.batch_size, calibration_images=args.calibration_images,
                  device=args.device, repo_id=args.repo_id, recipe=args.recipe, compare=args.compare,
                  force=args.force, progress=not args.quiet)
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="per-layer conversion error of a model against its ANN, at several T")
     p.add_argument("name")
     p.add_argument("--T", type=_steps, default=_steps("1,2,4,8,16,32"))
-    p.add_argument("--conversion", metavar="NEURON:THRESHOLD[:INITIAL]",
+    p.add_argument("--conversion", metavar="NEURON:THRESHOLD[:INITIAL[:BURST]]",
                    help="diagnose this conversion of the model's ANN instead of the published one, e.g. "
                         "signed:trained:0.5")
     p.add_argument("--split", default="train", choices=("train", "test"),
@@ -288,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", default="trained", help="trained, max or a percentile such as 99.9%%")
     p.add_argument("--initial-potential", type=float, default=0.0, help="fraction of the threshold at t=0")
     p.add_argument("--scale", type=float, default=1.0, help="factor on every threshold")
+    p.add_argument("--burst", type=int, default=1, help="most spikes a neuron fires per step (rmp and signed)")
     p.add_argument("--T", type=_steps, default=_steps("1,2,4,8,16,32,64,128"))
     p.add_argument("--data-root", help="default: the run's data root")
     p.add_argument("--limit", type=int, help="evaluate on the first N test images only")
@@ -297,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--repo-id", help="Hub repo named in the card (default rmp-zoo/NAME)")
     p.add_argument("--recipe", help="training command for the card (default: the registry's)")
-    p.add_argument("--compare", action="append", default=[], metavar="NEURON:THRESHOLD[:INITIAL]",
+    p.add_argument("--compare", action="append", default=[], metavar="NEURON:THRESHOLD[:INITIAL[:BURST]]",
                    help="also measure this conversion of the same ANN for the card, e.g. if:max (repeatable)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -106,3 +106,32 @@ def test_signed_equals_rmp_under_constant_input(x, theta, T):
     rmp, signed = SpikingNeuron(theta, "rmp", 0.5), SpikingNeuron(theta, "signed", 0.5)
     for _ in range(T):
         assert torch.equal(rmp(x), signed(x))
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=st.lists(st.floats(-3.0, 3.0, allow_nan=False), min_size=1, max_size=40), theta=st.floats(0.5, 4.0),
+       neuron=st.sampled_from(["rmp", "signed"]))
+def test_burst_neuron_catches_up_within_one_spike_per_step(x, theta, neuron):
+    """With bursts large enough for the input, the net count after t steps is the summed input in whole thresholds,
+    rounded, within [0, t] (signed) or never below what was fired (rmp, which cannot take spikes back)."""
+    cell = SpikingNeuron(theta, neuron, initial_potential=0.5, burst=8)
+    total, net, fired = 0.0, 0, 0
+    for t, step in enumerate(x, start=1):
+        out = round(float(cell(torch.tensor([step * theta], dtype=torch.float64))) / theta)
+        assert -8 <= out <= 8 and (neuron == "signed" or out >= 0)
+        net, total = net + out, total + step * theta
+        assert 0 <= net <= t
+        target = total / theta + 0.5
+        if abs(target - round(target)) > 1e-6:
+            rounded = min(t, max(0, int(torch.tensor(target).floor())))
+            assert net == rounded if neuron == "signed" else net >= rounded
+
+
+def test_burst_counts_every_spike_and_rejects_hard_reset():
+    cell = SpikingNeuron(1.0, "rmp", burst=3)
+    cell.count_spikes = True
+    assert float(cell(torch.tensor([0.5]))) == 0.0      # t=1: potential 0.5
+    assert float(cell(torch.tensor([2.7]))) == 2.0      # t=2: potential 3.2, but at most 2 spikes in 2 steps
+    assert int(cell.spike_count) == 2
+    with pytest.raises(ValueError, match="reset by subtraction"):
+        SpikingNeuron(1.0, "if", burst=2)

@@ -56,14 +56,15 @@ def test_brute_force_rates_match_the_reported_error():
     assert row.mse == pytest.approx(float((rate - folded).square().mean()), rel=1e-3, abs=1e-6)
 
 
-def test_signed_neurons_cut_the_error_of_uneven_input():
+def test_signed_neurons_and_bursts_cut_the_error_of_uneven_input():
     ann = qcfs_net()
     x = torch.randn(16, 3, 8, 8)
     errors = {}
-    for neuron in ("rmp", "signed"):
-        snn = rmp_zoo.convert(ann, neuron=neuron, threshold="trained", initial_potential=0.5)
-        errors[neuron] = next(r for r in rmp_zoo.conversion_error(ann, snn, [x], T=[4]).rows if r.layer == OUTPUT)
-    assert errors["signed"].mse < errors["rmp"].mse
+    for neuron, burst in (("rmp", 1), ("signed", 1), ("signed", 2)):
+        snn = rmp_zoo.convert(ann, neuron=neuron, threshold="trained", initial_potential=0.5, burst=burst)
+        errors[neuron, burst] = next(r for r in rmp_zoo.conversion_error(ann, snn, [x], T=[4]).rows
+                                     if r.layer == OUTPUT)
+    assert errors["signed", 2].mse < errors["signed", 1].mse < errors["rmp", 1].mse
 
 
 def test_an_ann_that_does_not_match_the_snn_is_named():

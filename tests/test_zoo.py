@@ -229,6 +229,21 @@ def test_calibrated_thresholds_travel_with_the_weights(run_dir, tmp_path):
     assert torch.equal(snn(x, T=4), rebuilt(x, T=4))
 
 
+def test_signed_burst_conversion_travels_end_to_end(run_dir, tmp_path):
+    """Neuron and burst size are recorded in config.json and reapplied by load: the loaded SNN is the exported one,
+    and its card numbers are what it measures."""
+    out = export(run_dir, "tiny-burst", tmp_path / "tiny-burst", neuron="signed", burst=2, initial_potential=0.5,
+                 T=(2, 4), limit=8, progress=False)
+    snn = load(f"local-dir:{out}")
+    assert snn.config()["neuron"] == "signed" and snn.config()["burst"] == 2
+    assert snn.pretrained_cfg["burst"] == 2 and "--burst 2" in read_json(out / METRICS)["command"]
+    reference = convert(checkpoint_ann(run_dir), threshold="trained", neuron="signed", initial_potential=0.5, burst=2)
+    x = images()
+    assert torch.equal(snn(x, T=4), reference(x, T=4))
+    assert not torch.equal(snn(x, T=4), convert(checkpoint_ann(run_dir), threshold="trained", neuron="signed",
+                                                initial_potential=0.5)(x, T=4))
+
+
 def test_loading_never_unpickles(folder, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("torch.load called while loading a zoo folder")

@@ -26,6 +26,7 @@ def convert(
     *,
     scale: float = 1.0,
     initial_potential: float = 0.0,
+    burst: int = 1,
     encoding: str = "direct",
     seed: int = 0,
     max_batches: int | None = None,
@@ -43,6 +44,8 @@ def convert(
             (ClipReLU/QCFS thresholds), or a dict ``{layer: θ}`` as returned by ``SpikingNetwork.thresholds()``.
         scale: factor applied to every threshold (a dict's values included).
         initial_potential: membrane potential at t=0, as a fraction of θ (0.5 centres the rounding error; QCFS).
+        burst: most spikes a neuron may fire in one step (1: plain spikes; 2 removes most low-T error, see
+            ``SpikingNeuron``).
         encoding: ``"direct"`` (the analog input every step) or ``"poisson"`` (signed Bernoulli spikes, seeded
             with ``seed``; inputs should lie in [-1, 1]).
         seed: seed for Poisson input spikes and for the percentile's activation sample.
@@ -63,10 +66,10 @@ def convert(
     thresholds, method = resolve_thresholds(gm, names, threshold, calibration, seed, max_batches)
     device = next(gm.parameters(), torch.empty(0)).device
     for name in names:
-        set_module(gm, name, SpikingNeuron(thresholds[name] * scale, neuron, initial_potential).to(device))
+        set_module(gm, name, SpikingNeuron(thresholds[name] * scale, neuron, initial_potential, burst).to(device))
     for node in gm.graph.nodes:
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), MAXPOOL_MODULES):
             set_module(gm, node.target, SpikingMaxPool(gm.get_submodule(node.target)))
     gm.recompile()
     return SpikingNetwork(gm, neuron=neuron, threshold_method=method, scale=scale,
-                          initial_potential=initial_potential, encoding=encoding, seed=seed)
+                          initial_potential=initial_potential, burst=burst, encoding=encoding, seed=seed)

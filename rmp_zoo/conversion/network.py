@@ -20,17 +20,18 @@ class SpikingNetwork(nn.Module):
 
     Thresholds are buffers of the neuron modules (``state_dict`` keys ``net.<layer>.threshold``), so saved weights
     carry them. The conversion settings are recorded as attributes: ``neuron``, ``threshold_method``, ``scale``,
-    ``initial_potential``, ``encoding``, ``seed`` and ``bias_correction``.
+    ``initial_potential``, ``burst``, ``encoding``, ``seed`` and ``bias_correction``.
     """
 
     def __init__(self, net: fx.GraphModule, *, neuron: str, threshold_method: str, scale: float,
-                 initial_potential: float, encoding: str, seed: int) -> None:
+                 initial_potential: float, encoding: str, seed: int, burst: int = 1) -> None:
         super().__init__()
         self.net = net
         self.neuron = neuron
         self.threshold_method = threshold_method
         self.scale = scale
         self.initial_potential = initial_potential
+        self.burst = burst
         self.encoding = encoding
         self.seed = seed
         self.bias_correction: dict[str, int] | None = None  # set by correct_bias: its T and image count
@@ -58,7 +59,7 @@ class SpikingNetwork(nn.Module):
     def config(self) -> dict[str, Any]:
         """The conversion settings, e.g. for a model card or an evaluation record."""
         return {"neuron": self.neuron, "threshold_method": self.threshold_method, "scale": self.scale,
-                "initial_potential": self.initial_potential, "encoding": self.encoding, "seed": self.seed,
+                "initial_potential": self.initial_potential, "burst": self.burst, "encoding": self.encoding, "seed": self.seed,
                 "bias_correction": self.bias_correction}
 
     def extra_repr(self) -> str:

@@ -79,7 +79,8 @@ def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], load_name:
 A spiking neural network for {dataset} image classification: a {config['architecture']} ANN converted with
 `rmp_zoo` into a rate-coded SNN of **{conv['neuron'].upper()}** neurons
 (thresholds: `{conv['threshold_method']}`, scale {conv['scale']}, initial membrane potential
-{conv['initial_potential']}·θ, {conv['encoding']} input encoding). RMP neurons reset by subtraction and keep the
+{conv['initial_potential']}·θ, at most {conv.get('burst', 1)} spike(s) per neuron and step, {conv['encoding']} input
+encoding). RMP neurons reset by subtraction and keep the
 residual membrane potential, so accuracy approaches the ANN's as the number of time steps T grows.
 
 ## Usage

@@ -58,7 +58,7 @@ def read_run(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, 
 
 
 def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neuron: str = "rmp",
-           threshold: str = "trained", initial_potential: float = 0.0, scale: float = 1.0,
+           threshold: str = "trained", initial_potential: float = 0.0, scale: float = 1.0, burst: int = 1,
            T: Iterable[int] = EXPORT_T, data_root: str | None = None, limit: int | None = None,
            batch_size: int | None = None, calibration_images: int = 4096, device: str = "cpu",
            repo_id: str | None = None, recipe: str | None = None, compare: Sequence[str] = (),
@@ -84,13 +84,14 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neu
     alternatives = [parse_conversion(spec) for spec in compare]
     calibrated = [threshold, *(a["threshold"] for a in alternatives)]
     calibration = None if set(calibrated) == {"trained"} else datamodule.eval_batches("train", calibration_images)
-    snn = convert(ann.to(device), calibration, neuron, threshold, scale=scale, initial_potential=initial_potential)
+    snn = convert(ann.to(device), calibration, neuron, threshold, scale=scale, initial_potential=initial_potential,
+                  burst=burst)
     config = {"format_version": FORMAT_VERSION, "name": name, "library": f"rmp_zoo {library_version()}", **model,
               "conversion": snn.config(), "dataset": dataset, "preprocessing": datamodule.preprocessing,
               "classes": list(datamodule.classes), "recipe": recipe, "training": training}
     command = _command(run_dir, {
         "--name": name, "--out": out, "--neuron": neuron, "--threshold": threshold,
-        "--initial-potential": initial_potential, "--scale": scale, "--T": ",".join(map(str, T)),
+        "--initial-potential": initial_potential, "--scale": scale, "--burst": burst, "--T": ",".join(map(str, T)),
         "--data-root": data_root, "--limit": limit, "--batch-size": batch_size, "--device": device,
         "--calibration-images": None if calibration is None else calibration_images,
     }, repeated=[("--compare", spec) for spec in compare])

@@ -152,7 +152,7 @@ def build_snn(ann: nn.Module, config: dict, thresholds: dict[str, float]) -> Spi
     """Convert ``ann`` with the stored thresholds (already scaled) and the recorded conversion settings."""
     conv = config["conversion"]
     snn = convert(ann, neuron=conv["neuron"], threshold=thresholds, initial_potential=conv["initial_potential"],
-                  encoding=conv["encoding"], seed=conv["seed"])
+                  burst=conv.get("burst", 1), encoding=conv["encoding"], seed=conv["seed"])  # no burst: before bursts
     # The thresholds were chosen (and scaled) at export; record how, rather than "given" and 1.0.
     snn.threshold_method, snn.scale = conv["threshold_method"], conv["scale"]
     return snn
@@ -166,7 +166,7 @@ def metadata(config: dict, metrics: dict, source: Source, folder: Path, revision
         "revision": revision, "architecture": config["architecture"], "num_classes": config["num_classes"],
         "dataset": config["dataset"]["name"], "classes": config["classes"], "preprocessing": config["preprocessing"],
         "neuron": conv["neuron"], "threshold_method": conv["threshold_method"], "scale": conv["scale"],
-        "initial_potential": conv["initial_potential"], "encoding": conv["encoding"],
+        "initial_potential": conv["initial_potential"], "burst": conv.get("burst", 1), "encoding": conv["encoding"],
         "ann_top1": metrics["ann_top1"], "snn_top1": {row["T"]: row["top1"] for row in metrics["snn"]},
         "num_test_images": metrics["num_images"], "recipe": config.get("recipe"),
         "measured_by": metrics["command"],

@@ -78,20 +78,24 @@ def measure_alternative(snn: SpikingNetwork, batches: Iterable[Any], T: Iterable
 def conversion_label(conv: Mapping[str, Any]) -> str:
     """``RMP, max θ`` / ``RMP, trained θ, 0.5θ initial``: a column heading for a conversion."""
     label = f"{conv['neuron'].upper()}, {conv['threshold_method']} θ"
-    return label + (f", {conv['initial_potential']:g}θ initial" if conv["initial_potential"] else "")
+    label += f", {conv['initial_potential']:g}θ initial" if conv["initial_potential"] else ""
+    return label + (f", bursts of {conv['burst']}" if conv.get("burst", 1) > 1 else "")
 
 
 def parse_conversion(spec: str) -> dict[str, Any]:
-    """``NEURON:THRESHOLD[:INITIAL]`` (``if:max``, ``rmp:99.9%:0.5``) as ``convert`` keyword arguments."""
+    """``NEURON:THRESHOLD[:INITIAL[:BURST]]`` (``if:max``, ``rmp:99.9%:0.5``, ``signed:trained:0.5:2``) as
+    ``convert`` keyword arguments."""
     parts = spec.split(":")
-    if len(parts) not in (2, 3) or parts[0] not in NEURONS:
-        raise ValueError(f"conversion {spec!r}: expected NEURON:THRESHOLD[:INITIAL_POTENTIAL] with NEURON one of "
-                         f"{', '.join(NEURONS)}, e.g. if:max or signed:trained:0.5")
+    if len(parts) not in (2, 3, 4) or parts[0] not in NEURONS:
+        raise ValueError(f"conversion {spec!r}: expected NEURON:THRESHOLD[:INITIAL_POTENTIAL[:BURST]] with NEURON "
+                         f"one of {', '.join(NEURONS)}, e.g. if:max or signed:trained:0.5:2")
     try:
-        initial = float(parts[2]) if len(parts) == 3 else 0.0
+        initial = float(parts[2]) if len(parts) >= 3 else 0.0
+        burst = int(parts[3]) if len(parts) == 4 else 1
     except ValueError:
-        raise ValueError(f"conversion {spec!r}: initial potential {parts[2]!r} is not a number") from None
-    return {"neuron": parts[0], "threshold": parts[1], "initial_potential": initial}
+        raise ValueError(f"conversion {spec!r}: the initial potential must be a number and the burst a whole "
+                         "number") from None
+    return {"neuron": parts[0], "threshold": parts[1], "initial_potential": initial, "burst": burst}
 
 
 def top1_by_T(metrics: Mapping[str, Any]) -> dict[int, float]:
