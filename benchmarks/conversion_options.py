@@ -61,6 +61,7 @@ def main() -> None:
         result = evaluate(snn, datamodule.eval_batches("test", args.limit), T=steps, ann=ann)
         rows.append({"option": spec, "calibration_s": calibration_s, "eval_s": time.perf_counter() - start,
                      "ann_top1": result.ann_top1, "top1": {t: result.top1[t] for t in steps},
+                     "spikes_per_image": {t: result.spikes_per_image[t] for t in steps},
                      "num_images": result.num_images})
         print(f"{spec}: " + ", ".join(f"T={t} {result.top1[t]:.2f}" for t in steps)
               + f" (ANN {result.ann_top1:.2f}, calibration {calibration_s:.1f} s)", flush=True)
@@ -80,6 +81,10 @@ def main() -> None:
     for r in rows:
         lines.append(f"| `{r['option']}` | " + " | ".join(f"{r['top1'][t]:.2f}" for t in steps)
                      + f" | {r['calibration_s']:.1f} |")
+    lines += ["", "Spikes per image (thousands, all spiking layers; a burst of k spikes counts k):", "",
+              "| option | " + " | ".join(f"T={t}" for t in steps) + " |", "|---|" + "---:|" * len(steps)]
+    for r in rows:
+        lines.append(f"| `{r['option']}` | " + " | ".join(f"{r['spikes_per_image'][t] / 1e3:.1f}" for t in steps) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
