@@ -27,10 +27,11 @@ class SNNEvaluation(pl.Callback):
     """
 
     def __init__(self, T: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), neuron: str = "rmp", threshold: str = "auto",
-                 initial_potential: float = 0.5, scale: float = 1.0, every_n_epochs: int | None = None,
+                 initial_potential: float = 0.5, scale: float = 1.0, burst: int = 1, every_n_epochs: int | None = None,
                  at_end: bool = True, limit: int | None = 2000, calibration_images: int = 1024) -> None:
         self.T = sorted(T)
         self.neuron, self.threshold, self.initial_potential, self.scale = neuron, threshold, initial_potential, scale
+        self.burst = burst
         self.every_n_epochs, self.at_end, self.limit = every_n_epochs, at_end, limit
         self.calibration_images = calibration_images
         self.results: dict[str, dict[str, Any]] = {}
@@ -59,7 +60,7 @@ class SNNEvaluation(pl.Callback):
         calibration = None if threshold == "trained" else [
             x.to(pl_module.device) for x, _ in dm.eval_batches("train", limit=quick or self.calibration_images)]
         snn = convert(ann, calibration, neuron=self.neuron, threshold=threshold, scale=self.scale,
-                      initial_potential=self.initial_potential)
+                      initial_potential=self.initial_potential, burst=self.burst)
         rank, world = trainer.global_rank, trainer.world_size  # each rank takes every world-th image of a batch
         batches = ((x[rank::world].to(pl_module.device), y[rank::world].to(pl_module.device))
                    for x, y in dm.eval_batches(split, limit=quick or self.limit) if len(y) > rank)
