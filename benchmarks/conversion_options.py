@@ -36,6 +36,12 @@ def build(ann, spec: str, datamodule, T_max: int, calibration_images: int):
     return snn, time.perf_counter() - start
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a Markdown table whose columns after the first are right-aligned numbers."""
+    return ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name")
@@ -76,15 +82,13 @@ def main() -> None:
     lines = [f"# Conversions of {args.name}", "", f"`{command}`", "",
              f"Top-1 (%) on {n} test images; the ANN scores {ann_top1:.2f} on them. Calibration: one-off seconds on "
              f"{args.threads} threads ({machine()['device']}).", "",
-             "| option | " + " | ".join(f"T={t}" for t in steps) + " | calibration (s) |",
-             "|---|" + "---:|" * (len(steps) + 1)]
-    for r in rows:
-        lines.append(f"| `{r['option']}` | " + " | ".join(f"{r['top1'][t]:.2f}" for t in steps)
-                     + f" | {r['calibration_s']:.1f} |")
-    lines += ["", "Spikes per image (thousands, all spiking layers; a burst of k spikes counts k):", "",
-              "| option | " + " | ".join(f"T={t}" for t in steps) + " |", "|---|" + "---:|" * len(steps)]
-    for r in rows:
-        lines.append(f"| `{r['option']}` | " + " | ".join(f"{r['spikes_per_image'][t] / 1e3:.1f}" for t in steps) + " |")
+             *markdown_table(["option", *(f"T={t}" for t in steps), "calibration (s)"],
+                             [[f"`{r['option']}`", *(f"{r['top1'][t]:.2f}" for t in steps), f"{r['calibration_s']:.1f}"]
+                              for r in rows]),
+             "", "Spikes per image (thousands, all spiking layers; a burst of k spikes counts k):", "",
+             *markdown_table(["option", *(f"T={t}" for t in steps)],
+                             [[f"`{r['option']}`", *(f"{r['spikes_per_image'][t] / 1e3:.1f}" for t in steps)]
+                              for r in rows])]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
