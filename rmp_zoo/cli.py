@@ -188,7 +188,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .zoo.report import results_table
 
     out = export(args.run_dir, args.name, args.out, neuron=args.neuron, threshold=args.threshold,
-                 initial_potential=args.initial_potential, scale=args.scale, burst=args.burst, T=args.T, data_root=args.data_root,
+                 initial_potential=args.initial_potential, scale=args.scale, burst=args.burst, T=args.T,
+                 data_root=args.data_root,
                  limit=args.limit, batch_size=args.batch_size, calibration_images=args.calibration_images,
                  device=args.device, repo_id=args.repo_id, recipe=args.recipe, compare=args.compare,
                  force=args.force, progress=not args.quiet)

@@ -59,8 +59,8 @@ class SpikingNetwork(nn.Module):
     def config(self) -> dict[str, Any]:
         """The conversion settings, e.g. for a model card or an evaluation record."""
         return {"neuron": self.neuron, "threshold_method": self.threshold_method, "scale": self.scale,
-                "initial_potential": self.initial_potential, "burst": self.burst, "encoding": self.encoding, "seed": self.seed,
-                "bias_correction": self.bias_correction}
+                "initial_potential": self.initial_potential, "burst": self.burst, "encoding": self.encoding,
+                "seed": self.seed, "bias_correction": self.bias_correction}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
