@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import pytorch_lightning as pl
 import torch
 
-from .conversion import convert
+from .conversion import SpikingNeuron, convert
 from .models import QCFS, ClipReLU
 from .zoo.measure import measure
 from .zoo.report import plot_accuracy, write_csv
@@ -32,6 +32,7 @@ class SNNEvaluation(pl.Callback):
         self.T = sorted(T)
         self.neuron, self.threshold, self.initial_potential, self.scale = neuron, threshold, initial_potential, scale
         self.burst = burst
+        SpikingNeuron(1.0, neuron, initial_potential, burst)  # bad settings fail now, not after training
         self.every_n_epochs, self.at_end, self.limit = every_n_epochs, at_end, limit
         self.calibration_images = calibration_images
         self.results: dict[str, dict[str, Any]] = {}
@@ -39,7 +40,8 @@ class SNNEvaluation(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (self.every_n_epochs and not trainer.sanity_checking and not trainer.fast_dev_run
                 and (trainer.current_epoch + 1) % self.every_n_epochs == 0):
-            self._run(trainer, pl_module, "val", f"epoch{trainer.current_epoch}")
+            split = getattr(trainer.datamodule, "monitor_split", "val")  # "test" when no split is held out
+            self._run(trainer, pl_module, split, f"epoch{trainer.current_epoch}")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.at_end:

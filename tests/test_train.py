@@ -162,3 +162,27 @@ def test_negative_trained_threshold_names_the_fix():
         model.layer3[1].act2.threshold.fill_(-1.5)
     with pytest.raises(ValueError, match=r"layer3\.1\.act2.*keeps trained thresholds positive"):
         convert(model, threshold="trained")
+
+
+def test_checkpoints_are_never_selected_on_the_test_split():
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from rmp_zoo.training.run import _check_monitor
+
+    for monitor, split in (("test/acc1", "test"), ("test/acc1", "val"), ("val/acc1", "test")):
+        with pytest.raises(ValueError, match="never select on the test split"):
+            _check_monitor([ModelCheckpoint(monitor=monitor)], split)
+    for monitor, split in (("val/acc1", "val"), ("train/loss", "test"), (None, "test")):
+        _check_monitor([ModelCheckpoint(monitor=monitor)], split)
+
+
+def test_bad_snn_settings_fail_before_training():
+    from rmp_zoo.callbacks import SNNEvaluation
+    from rmp_zoo.zoo.measure import parse_conversion
+
+    with pytest.raises(ValueError, match="reset by subtraction"):
+        SNNEvaluation(neuron="if", burst=2)
+    with pytest.raises(ValueError, match="if:max:0:2"):
+        parse_conversion("if:max:0:2")
+    assert parse_conversion("signed:trained:0.5:2") == {"neuron": "signed", "threshold": "trained",
+                                                        "initial_potential": 0.5, "burst": 2}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -103,16 +103,16 @@ def conversion_error(ann: nn.Module, snn: SpikingNetwork, batches: Iterable[Any]
             break
         x = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
         ann_out, ann_acts = _activations(reference, names, x)
-        rates: dict[tuple[str, int], torch.Tensor] = {}
-        hooks = [m.register_forward_hook(_rate_recorder(name, steps, rates)) for name, m in neurons.items()]
+        def score(name: str, t: int, rate: torch.Tensor) -> None:
+            totals[name, t].add(rate, ann_acts[name], thresholds[name], t)
+
+        hooks = [m.register_forward_hook(_rate_recorder(name, steps, score)) for name, m in neurons.items()]
         try:
             readouts, _ = run(snn, x, steps)
         finally:
             for h in hooks:
                 h.remove()
         for t in steps:
-            for name in names:
-                totals[name, t].add(rates.pop((name, t)), ann_acts[name], thresholds[name], t)
             out = totals[OUTPUT, t]
             out.add(readouts[t], ann_out, 1.0, t)
             out.agree += int((readouts[t].argmax(1) == ann_out.argmax(1)).sum())
@@ -151,14 +151,14 @@ def _activations(gm: torch.fx.GraphModule, names: list[str], x: torch.Tensor):
     return out, acts
 
 
-def _rate_recorder(name: str, steps: list[int], rates: dict[tuple[str, int], torch.Tensor]):
-    """A forward hook that sums a neuron's outputs step by step and keeps the mean at every requested T (a neuron
-    runs once per step, so its call count is the time step)."""
+def _rate_recorder(name: str, steps: list[int], score: Callable[[str, int, torch.Tensor], None]):
+    """A forward hook that sums a neuron's outputs step by step and scores the mean at every requested T as it
+    passes (a neuron runs once per step, so its call count is the time step)."""
     state: dict[str, Any] = {"t": 0, "sum": None}
 
     def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         state["t"] += 1
         state["sum"] = output.clone() if state["sum"] is None else state["sum"].add_(output)
         if state["t"] in steps:
-            rates[name, state["t"]] = state["sum"] / state["t"]
+            score(name, state["t"], state["sum"] / state["t"])
     return hook

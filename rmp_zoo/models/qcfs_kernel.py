@@ -3,7 +3,8 @@
 Written with separate tensor ops, QCFS makes about ten passes over every activation tensor per training step, which
 costs as much as the convolutions of a CIFAR ResNet-20 on a CPU. Here the forward and the backward are each one
 element-wise function compiled by ``torch.compile`` (inductor fuses them into a single loop), with the same
-arithmetic as the op-by-op formula, so outputs are bitwise equal and the SNN still reproduces the trained ANN.
+arithmetic as the op-by-op formula, so on CPU outputs are bitwise equal and the SNN still reproduces the trained ANN
+(on CUDA, Triton may fuse a multiply-add, which can move a value on a level's edge).
 Without a working compiler (or with ``RMP_ZOO_COMPILE=0``) the same functions run eagerly.
 """
 from __future__ import annotations
@@ -18,8 +19,13 @@ import torch
 def qcfs_forward(x: torch.Tensor, threshold: torch.Tensor, levels: int) -> torch.Tensor:
     """``θ/L · clip(floor(x·L/θ + 1/2), 0, L)``, rounded in float32 whatever the input's dtype (bf16 under
     mixed precision), so that training picks the levels that the float32 SNN will fire."""
-    z = x.float() * (levels / threshold) + 0.5
+    z = x.to(_compute_dtype(x)) * (levels / threshold) + 0.5
     return (torch.clamp(torch.floor(z), 0, levels) * (threshold / levels)).to(x.dtype)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """float32, or the input's own dtype when that is wider (float64)."""
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 def qcfs_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor,
@@ -32,7 +38,7 @@ def qcfs_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor,
     operations.
     """
     scale_in, scale_out = levels / threshold, threshold / levels
-    x32, grad32 = x.float(), grad.float()
+    x32, grad32 = x.to(_compute_dtype(x)), grad.to(_compute_dtype(x))
     level = torch.floor(x32 * scale_in + 0.5)
     inside = (level > 0) & (level < levels)
     grad_level = torch.where(inside, grad32 * scale_out, 0.0)
@@ -63,6 +69,8 @@ class _Kernels:
     def _call(self, name: str, *args):
         try:
             return getattr(self, name)(*args)
+        except torch.OutOfMemoryError:
+            raise
         except Exception as err:  # no C++ compiler / Triton, unsupported platform: compute the same thing eagerly
             if not self.compiled:
                 raise

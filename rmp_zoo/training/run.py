@@ -69,14 +69,15 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _check_monitor(callbacks: list, split: str) -> None:
-    """A checkpoint that selects on a split the validation loop does not evaluate would fail after the first epoch."""
+    """Never select on the test split, and never on a validation split the loop does not evaluate (that would fail
+    after the first epoch)."""
     for cb in callbacks:
         monitor = getattr(cb, "monitor", None)
-        if isinstance(cb, ModelCheckpoint) and monitor and not monitor.startswith(f"{split}/"):
-            raise ValueError(f"callbacks.checkpoint.monitor={monitor!r}, but the validation loop evaluates the "
-                             f"{split!r} split (data.val_size={0 if split == 'test' else 'N'}). Set "
-                             "callbacks.checkpoint.monitor=null to keep the last epoch, or data.val_size>0 to "
-                             "select on a held-out split; never select on the test split.")
+        if isinstance(cb, ModelCheckpoint) and monitor and (
+                monitor.startswith("test/") or (monitor.startswith("val/") and split != "val")):
+            raise ValueError(f"callbacks.checkpoint.monitor={monitor!r} would select checkpoints on the test split "
+                             f"or on a split the validation loop does not evaluate (it evaluates {split!r}). Set callbacks.checkpoint.monitor=null to keep the last epoch, or data.val_size>0 with "
+                             "monitor=val/acc1 to select on a held-out split; never select on the test split.")
 
 
 def _training_record(trainer: pl.Trainer) -> dict:

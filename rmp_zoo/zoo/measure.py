@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..conversion import SpikingNetwork, evaluate
-from ..conversion.neurons import NEURONS
+from ..conversion.neurons import NEURONS, SpikingNeuron
 from .errors import ZooError
 
 
@@ -95,6 +95,10 @@ def parse_conversion(spec: str) -> dict[str, Any]:
     except ValueError:
         raise ValueError(f"conversion {spec!r}: the initial potential must be a number and the burst a whole "
                          "number") from None
+    try:
+        SpikingNeuron(1.0, parts[0], initial, burst)
+    except ValueError as err:
+        raise ValueError(f"conversion {spec!r}: {err}") from None
     return {"neuron": parts[0], "threshold": parts[1], "initial_potential": initial, "burst": burst}
 
 
