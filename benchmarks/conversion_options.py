@@ -19,7 +19,7 @@ import torch
 
 from rmp_zoo import convert, correct_bias, evaluate, load_pair
 from rmp_zoo.zoo.folder import CONFIG, read_json
-from rmp_zoo.zoo.measure import build_datamodule, machine, parse_conversion
+from rmp_zoo.zoo.measure import build_datamodule, calibration_batches, machine, parse_conversion
 
 
 def build(ann, spec: str, datamodule, T_max: int, calibration_images: int):
@@ -27,7 +27,7 @@ def build(ann, spec: str, datamodule, T_max: int, calibration_images: int):
     base, _, extra = spec.partition("+")
     kwargs = parse_conversion(base)
     start = time.perf_counter()
-    calibration = None if kwargs["threshold"] == "trained" else datamodule.eval_batches("train", calibration_images)
+    calibration = calibration_batches(datamodule, [kwargs["threshold"]], calibration_images)
     snn = convert(ann, calibration, **kwargs)
     if extra == "bias":
         correct_bias(snn, datamodule.eval_batches("train", calibration_images), T=T_max)

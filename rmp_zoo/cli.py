@@ -159,7 +159,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from .conversion import convert
     from .conversion.layer_error import conversion_error
     from .zoo.loader import load_pair
-    from .zoo.measure import build_datamodule, parse_conversion
+    from .zoo.measure import build_datamodule, calibration_batches, parse_conversion
     from .zoo.report import layer_error_table, plot_layer_error, write_layer_error_csv
 
     ann, snn = load_pair(args.name, map_location=args.device)
@@ -169,7 +169,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     label = "published conversion"
     if args.conversion:  # another conversion of the same ANN; thresholds from training images only
         kwargs = parse_conversion(args.conversion)
-        calibration = None if kwargs["threshold"] == "trained" else datamodule.eval_batches("train", 4096)
+        calibration = calibration_batches(datamodule, [kwargs["threshold"]], 4096)
         snn, label = convert(ann, calibration, **kwargs), args.conversion
     with torch.inference_mode():
         result = conversion_error(ann, snn, datamodule.eval_batches(args.split, args.images), args.T)

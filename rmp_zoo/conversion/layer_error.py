@@ -16,6 +16,7 @@ from torch import nn
 
 from .fold import fold_batchnorm
 from .network import SpikingNetwork
+from .neurons import SpikingMaxPool
 from .simulate import run
 from .trace import activation_names, prepare
 
@@ -63,7 +64,7 @@ class _Totals:
 
     def __init__(self) -> None:
         self.count = 0
-        self.sq = self.signed = self.off = self.over = self.under = 0.0
+        self.sq = self.signed = self.over = self.under = 0.0
         self.agree = 0
 
     def add(self, snn: torch.Tensor, ann: torch.Tensor, threshold: float, T: int) -> None:
@@ -91,18 +92,19 @@ def conversion_error(ann: nn.Module, snn: SpikingNetwork, batches: Iterable[Any]
     from (a zoo model: ``rmp_zoo.load_pair``), so that its layers line up with the spiking ones by name.
     """
     steps = sorted(set(T))
-    reference = _reference_graph(ann, snn)
     neurons = snn.neurons()
     names = list(neurons)
+    device = next(snn.parameters()).device
+    reference = _reference_graph(ann, snn, names).to(device)
     thresholds = {name: float(m.threshold) for name, m in neurons.items()}
     totals = {(name, t): _Totals() for name in [*names, OUTPUT] for t in steps}
-    device = next(snn.parameters()).device
     images = 0
     for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
         x = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
         ann_out, ann_acts = _activations(reference, names, x)
+
         def score(name: str, t: int, rate: torch.Tensor) -> None:
             totals[name, t].add(rate, ann_acts[name], thresholds[name], t)
 
@@ -122,21 +124,16 @@ def conversion_error(ann: nn.Module, snn: SpikingNetwork, batches: Iterable[Any]
     return ConversionError(rows, images, names)
 
 
-def _reference_graph(ann: nn.Module, snn: SpikingNetwork) -> torch.fx.GraphModule:
+def _reference_graph(ann: nn.Module, snn: SpikingNetwork, names: list[str]) -> torch.fx.GraphModule:
     """The ANN traced and folded as ``convert`` does, so its activation layers carry the spiking layers' names."""
-    gm = prepare(copy.deepcopy(ann).eval(), "gate" if _has_maxpool_gate(snn) else "error")
+    gated = any(isinstance(m, SpikingMaxPool) for m in snn.modules())
+    gm = prepare(copy.deepcopy(ann).eval(), "gate" if gated else "error")
     fold_batchnorm(gm)
-    missing = set(snn.neurons()) - set(activation_names(gm))
+    missing = set(names) - set(activation_names(gm))
     if missing:
         raise ValueError(f"the ANN has no activation layers named {sorted(missing)[:3]}: pass the ANN that this SNN "
                          "was converted from (for a zoo model, rmp_zoo.load_pair(name))")
-    return gm.to(next(snn.parameters()).device)
-
-
-def _has_maxpool_gate(snn: SpikingNetwork) -> bool:
-    from .neurons import SpikingMaxPool
-
-    return any(isinstance(m, SpikingMaxPool) for m in snn.modules())
+    return gm
 
 
 def _activations(gm: torch.fx.GraphModule, names: list[str], x: torch.Tensor):

@@ -22,7 +22,7 @@ from .errors import ZooError
 from .folder import (CARD, CONFIG, FORMAT_VERSION, METRICS, PLOT, WEIGHTS, library_version, read_json, read_weights,
                      write_json, write_weights)
 from .loader import build_ann, build_snn
-from .measure import build_datamodule, measure, measure_alternative, parse_conversion
+from .measure import build_datamodule, calibration_batches, measure, measure_alternative, parse_conversion
 from .registry import DATA_NEEDED, HUB_ORG, ZOO
 from .report import plot_accuracy
 
@@ -82,8 +82,8 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neu
     datamodule = build_datamodule(dataset, data_root or data.get("root"), batch_size)
     datamodule.setup("test")
     alternatives = [parse_conversion(spec) for spec in compare]
-    calibrated = [threshold, *(a["threshold"] for a in alternatives)]
-    calibration = None if set(calibrated) == {"trained"} else datamodule.eval_batches("train", calibration_images)
+    calibration = calibration_batches(datamodule, [threshold, *(a["threshold"] for a in alternatives)],
+                                      calibration_images)
     snn = convert(ann.to(device), calibration, neuron, threshold, scale=scale, initial_potential=initial_potential,
                   burst=burst)
     config = {"format_version": FORMAT_VERSION, "name": name, "library": f"rmp_zoo {library_version()}", **model,

@@ -49,6 +49,12 @@ def _cpu_name() -> str:
     return f"{name or 'CPU'} ({os.cpu_count()} cores)"
 
 
+def calibration_batches(datamodule, thresholds: Iterable[str], images: int):
+    """Unaugmented training batches for data-driven thresholds, or None when every threshold is ``"trained"``
+    (calibration never sees test images)."""
+    return None if set(thresholds) <= {"trained"} else datamodule.eval_batches("train", images)
+
+
 def measure(snn: SpikingNetwork, ann: nn.Module, batches: Iterable[Any], T: Iterable[int], *, dataset: str,
             batch_size: int, command: str, progress: bool = True) -> dict[str, Any]:
     """ANN and per-T SNN top-1 (percent), spikes, SynOps and energy per image on ``batches`` of the test split."""
