@@ -75,7 +75,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/conversion_options.py " + " ".join(
         [args.name, "--data-root", args.data_root, "--T", args.T, "--options", args.options,
-         *(["--limit", str(args.limit)] if args.limit else []), "--threads", str(args.threads), "--out", args.out])
+         *(["--limit", str(args.limit)] if args.limit else []), "--batch-size", str(args.batch_size),
+         "--calibration-images", str(args.calibration_images), "--threads", str(args.threads), "--out", args.out])
     (out / "results.json").write_text(json.dumps({"model": args.name, "command": command, "machine": machine(),
                                                    "rows": rows}, indent=1))
     n, ann_top1 = rows[0]["num_images"], rows[0]["ann_top1"]
