@@ -17,22 +17,19 @@ from pathlib import Path
 
 import torch
 
-from rmp_zoo import convert, correct_bias, evaluate, load_pair
+from rmp_zoo import ConversionSettings, convert, evaluate, load_pair
 from rmp_zoo.zoo.folder import CONFIG, read_json
-from rmp_zoo.zoo.measure import build_datamodule, calibration_batches, machine, parse_conversion
+from rmp_zoo.zoo.measure import build_datamodule, calibration_batches, machine
 
 
 def build(ann, spec: str, datamodule, T_max: int, calibration_images: int):
     """The SNN for ``spec`` and the seconds its calibration (thresholds, bias correction) took."""
     base, _, extra = spec.partition("+")
-    kwargs = parse_conversion(base)
-    start = time.perf_counter()
-    calibration = calibration_batches(datamodule, [kwargs["threshold"]], calibration_images)
-    snn = convert(ann, calibration, **kwargs)
-    if extra == "bias":
-        correct_bias(snn, datamodule.eval_batches("train", calibration_images), T=T_max)
-    elif extra:
+    if extra not in ("", "bias"):
         raise ValueError(f"unknown option +{extra} in {spec!r}; the only one is +bias")
+    settings = ConversionSettings.of(ConversionSettings.parse(base), bias_correction=T_max if extra else None)
+    start = time.perf_counter()
+    snn = convert(ann, calibration_batches(datamodule, ann, [settings], calibration_images), settings=settings)
     return snn, time.perf_counter() - start
 
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
 
-from .conversion import SpikingNeuron, convert
-from .models import QCFS, ClipReLU
+from .conversion import ConversionSettings, convert
 from .zoo.measure import measure
 from .zoo.report import plot_accuracy, write_csv
 
@@ -21,18 +20,16 @@ class SNNEvaluation(pl.Callback):
 
     Runs every ``every_n_epochs`` validation epochs on the validation split and, with ``at_end``, after
     ``trainer.test`` on the test split with the tested weights; each time on the first ``limit`` images (None: all).
-    ``threshold="auto"`` takes the trained thresholds of clip/qcfs models and the 99.9th percentile otherwise. Under DDP each rank evaluates its shard of
-    every batch and the per-image sums are reduced, as torchmetrics does. Results go to the loggers and, as CSV and
-    an accuracy-vs-T plot, into ``<run dir>/snn/``.
+    ``conversion`` is a ``ConversionSettings`` (or a dict of its fields): ``rmp-zoo export`` of the run converts the
+    same way. Under DDP each rank evaluates its shard of every batch and the per-image sums are reduced, as
+    torchmetrics does. Results go to the loggers and, as CSV and an accuracy-vs-T plot, into ``<run dir>/snn/``.
     """
 
-    def __init__(self, T: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), neuron: str = "rmp", threshold: str = "auto",
-                 initial_potential: float = 0.5, scale: float = 1.0, burst: int = 1, every_n_epochs: int | None = None,
+    def __init__(self, T: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+                 conversion: ConversionSettings | Mapping[str, Any] | None = None, every_n_epochs: int | None = None,
                  at_end: bool = True, limit: int | None = 2000, calibration_images: int = 1024) -> None:
         self.T = sorted(T)
-        self.neuron, self.threshold, self.initial_potential, self.scale = neuron, threshold, initial_potential, scale
-        self.burst = burst
-        SpikingNeuron(1.0, neuron, initial_potential, burst)  # bad settings fail now, not after training
+        self.conversion = ConversionSettings.of(conversion)  # bad settings fail now, not after training
         self.every_n_epochs, self.at_end, self.limit = every_n_epochs, at_end, limit
         self.calibration_images = calibration_images
         self.results: dict[str, dict[str, Any]] = {}
@@ -47,22 +44,14 @@ class SNNEvaluation(pl.Callback):
         if self.at_end:
             self._run(trainer, pl_module, "test", "test")
 
-    def _threshold(self, ann: torch.nn.Module) -> str:
-        if self.threshold != "auto":
-            return self.threshold
-        trained = any(isinstance(m, (ClipReLU, QCFS)) for m in ann.modules())
-        return "trained" if trained else "99.9%"
-
     @torch.no_grad()
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, tag: str) -> None:
         dm = trainer.datamodule
         ann = pl_module.model
-        threshold = self._threshold(ann)
         quick = dm.eval_batch_size if trainer.fast_dev_run else None  # a check run: one batch each
-        calibration = None if threshold == "trained" else [
-            x.to(pl_module.device) for x, _ in dm.eval_batches("train", limit=quick or self.calibration_images)]
-        snn = convert(ann, calibration, neuron=self.neuron, threshold=threshold, scale=self.scale,
-                      initial_potential=self.initial_potential, burst=self.burst)
+        calibration = [x.to(pl_module.device) for x, _ in dm.eval_batches("train", limit=quick or self.calibration_images)
+                       ] if self.conversion.needs_data(ann) else None
+        snn = convert(ann, calibration, settings=self.conversion)
         rank, world = trainer.global_rank, trainer.world_size  # each rank takes every world-th image of a batch
         batches = ((x[rank::world].to(pl_module.device), y[rank::world].to(pl_module.device))
                    for x, y in dm.eval_batches(split, limit=quick or self.limit) if len(y) > rank)
@@ -81,7 +70,7 @@ class SNNEvaluation(pl.Callback):
             out = os.path.join(trainer.default_root_dir, "snn")
             os.makedirs(out, exist_ok=True)
             write_csv(metrics, os.path.join(out, f"{tag}.csv"))
-            plot_accuracy(metrics, os.path.join(out, f"{tag}.png"), f"{dm.name} {split}: {self.neuron.upper()} SNN vs ANN")
+            plot_accuracy(metrics, os.path.join(out, f"{tag}.png"), f"{dm.name} {split}: {snn.settings.neuron.upper()} SNN vs ANN")
             with open(os.path.join(out, f"{tag}.json"), "w") as f:
                 json.dump(metrics, f, indent=2)
 

@@ -201,7 +201,7 @@ def test_threshold_methods_and_scale(images):
     assert all(median[k] < peak[k] for k in peak)
     doubled = convert(ann, [images], scale=2.0)
     assert doubled.thresholds() == pytest.approx({k: 2 * v for k, v in peak.items()})
-    assert (doubled.scale, doubled.threshold_method, doubled.neuron) == (2.0, "max", "rmp")
+    assert (doubled.settings.scale, doubled.threshold_method, doubled.settings.neuron) == (2.0, "max", "rmp")
 
 
 def test_percentile_from_a_bounded_sample(images, monkeypatch):
@@ -242,10 +242,10 @@ def test_vgg16_with_max_thresholds():
     assert snn(x, T=2).shape == (1, 10)
 
 
-def test_max_pooling_is_refused_by_name(images):
+def test_max_pooling_is_refused_by_name_when_asked(images):
     ann = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 2))
     with pytest.raises(ValueError, match=r"layer '2' \(MaxPool2d\).*average pooling"):
-        convert(ann, [images])
+        convert(ann, [images], maxpool="error")
 
 
 def test_gated_max_pooling_converges(images):

@@ -3,12 +3,13 @@
 After T steps a spiking layer's mean output differs from the clipped ANN activation it stands for: rates are
 quantised to multiples of θ/T, and the errors of the layers below add up. Their mean per channel can be measured on
 a few calibration images and cancelled by moving the bias of the layer that feeds the neurons. Going layer by layer
-in execution order lets each correction absorb what is left of the errors upstream. The corrected biases are
-ordinary weights, so a saved or exported network keeps them.
+in execution order lets each correction absorb what is left of the errors upstream. The network keeps the shifts
+(``snn.bias_shifts``): ``rmp-zoo export`` stores them next to the ANN weights and ``rmp_zoo.load`` adds them back.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import operator
 from typing import Any, Iterable
 
@@ -16,6 +17,7 @@ import torch
 from torch import fx, nn
 
 from .network import SpikingNetwork
+from .neurons import SpikingMaxPool
 from .simulate import simulate
 from .trace import WEIGHTED_MODULES, set_module
 
@@ -29,7 +31,8 @@ def correct_bias(snn: SpikingNetwork, calibration: Iterable[Any], T: int, *,
     matches the ANN's ``clip(x, 0, θ)`` on ``calibration`` batches (``x`` or ``(x, y, ...)``).
 
     Costs one simulation of ``T`` steps over the calibration images per spiking layer. Returns the shift applied to
-    each layer's bias, by spiking-layer name; the network records ``T`` and the image count in ``snn.bias_correction``.
+    each layer's bias, by spiking-layer name; the network records ``T`` and the image count in ``snn.bias_correction``
+    and adds the shifts to ``snn.bias_shifts``.
     """
     if T < 1:
         raise ValueError(f"T must be a positive number of steps, got {T}")
@@ -39,17 +42,27 @@ def correct_bias(snn: SpikingNetwork, calibration: Iterable[Any], T: int, *,
     device = next(snn.parameters()).device
     batches = [x.to(device) for x in batches]
     neurons = snn.neurons()
-    feeding = {name: _feeding_layer(snn.net, name) for name in neurons}
+    for name in neurons:  # a layer that cannot be corrected fails before any bias moves
+        _feeding_layer(snn.net, name)
     targets = _ann_channel_means(snn.net, neurons, batches)
     shifts = {}
     for name, neuron in neurons.items():
-        rate = _snn_channel_means(snn, neuron, batches, T)
-        shift = targets[name] - rate
-        layer = feeding[name]
-        layer.bias.add_(shift.to(layer.bias.dtype))
-        shifts[name] = shift
+        shifts[name] = targets[name] - _snn_channel_means(snn, neuron, batches, T)
+        apply_bias_shifts(snn, {name: shifts[name]})
     snn.bias_correction = {"T": int(T), "images": sum(len(x) for x in batches)}
+    snn.settings = dataclasses.replace(snn.settings, bias_correction=int(T))
     return shifts
+
+
+@torch.no_grad()
+def apply_bias_shifts(snn: SpikingNetwork, shifts: dict[str, torch.Tensor]) -> None:
+    """Add ``shifts`` (by spiking-layer name) to the biases feeding those layers, and record them in
+    ``snn.bias_shifts``; how a loaded network gets the correction its export measured."""
+    for name, shift in shifts.items():
+        layer = _feeding_layer(snn.net, name)
+        layer.bias.add_(shift.to(layer.bias))
+        previous = snn.bias_shifts.get(name)
+        snn.bias_shifts[name] = shift.detach().clone() if previous is None else previous + shift
 
 
 def _feeding_layer(gm: fx.GraphModule, neuron: str) -> nn.Module:
@@ -94,6 +107,9 @@ def _ann_channel_means(net: fx.GraphModule, neurons: dict[str, nn.Module],
     ann = copy.deepcopy(net)
     for name, neuron in neurons.items():
         set_module(ann, name, _Clip(neuron.threshold))
+    for name, m in net.named_modules():  # the ANN's own max pooling, without the spiking copy's running state
+        if isinstance(m, SpikingMaxPool):
+            set_module(ann, name, m.pool)
     ann.recompile()
     sums: dict[str, torch.Tensor] = {}
     hooks = [ann.get_submodule(name).register_forward_hook(

@@ -12,6 +12,7 @@ import torch
 from torch import fx, nn
 
 from .neurons import SpikingMaxPool, SpikingNeuron
+from .settings import ConversionSettings
 from .simulate import simulate
 
 
@@ -19,27 +20,48 @@ class SpikingNetwork(nn.Module):
     """Rate-coded spiking network; ``snn(x, T)`` is the output averaged over ``T`` steps, shape [batch, classes].
 
     Thresholds are buffers of the neuron modules (``state_dict`` keys ``net.<layer>.threshold``), so saved weights
-    carry them. The conversion settings are recorded as attributes: ``neuron``, ``threshold_method``, ``scale``,
-    ``initial_potential``, ``burst``, ``encoding``, ``seed`` and ``bias_correction``.
+    carry them. ``settings`` are the ``ConversionSettings`` it was converted with (``threshold="auto"`` resolved);
+    ``threshold_method`` names what chose the thresholds ("given" for a dict).
     """
 
-    def __init__(self, net: fx.GraphModule, *, neuron: str, threshold_method: str, scale: float,
-                 initial_potential: float, encoding: str, seed: int, burst: int = 1) -> None:
+    def __init__(self, net: fx.GraphModule, settings: ConversionSettings, *, threshold_method: str) -> None:
         super().__init__()
         self.net = net
-        self.neuron = neuron
+        self.settings = settings
         self.threshold_method = threshold_method
-        self.scale = scale
-        self.initial_potential = initial_potential
-        self.burst = burst
-        self.encoding = encoding
-        self.seed = seed
         self.bias_correction: dict[str, int] | None = None  # set by correct_bias: its T and image count
+        self.bias_shifts: dict[str, torch.Tensor] = {}  # what correct_bias added to the bias feeding each layer
         self._split()
 
     def forward(self, x: torch.Tensor, T: int = 64) -> torch.Tensor:
         """Output averaged over ``T`` steps; a fresh simulation, so equal inputs give equal outputs."""
         return simulate(self, x, [T])[T]
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Refuse, naming the expected input, what would otherwise fail deep in the graph or pass silently: images
+        that are not float, a missing batch dimension, the wrong channels or (for zoo models) size, NaN or inf."""
+        cfg = getattr(self, "pretrained_cfg", None) or {}
+        rank, features = _input_layout(self.net)
+        size = tuple(cfg["input_size"]) if "input_size" in cfg else None
+        expected = (f"a float tensor [batch, {', '.join(map(str, size))}]" if size else
+                    f"a float tensor of rank {rank}" + (f" with {features} channels in dim 1" if rank > 2 else
+                                                        f" with {features} features last") if rank else "a float tensor")
+        how = (f"; preprocess images as {cfg['name']} was trained: scale to [0, 1], then normalise with mean "
+               f"{cfg['mean']} and std {cfg['std']} (rmp_zoo.transforms(model) does both)" if "mean" in cfg else "")
+        problem = None
+        if not torch.is_floating_point(x):
+            problem = f"got dtype {x.dtype}"
+        elif rank and (x.dim() != rank if rank > 2 else x.dim() < 2):
+            problem = f"got shape {tuple(x.shape)}" + (" (no batch dimension? use x.unsqueeze(0))"
+                                                      if x.dim() == rank - 1 else "")
+        elif features and x.shape[1 if rank > 2 else -1] != features:
+            problem = f"got shape {tuple(x.shape)}"
+        elif size and tuple(x.shape[1:]) != size:
+            problem = f"got shape {tuple(x.shape)}"
+        elif not torch.isfinite(x).all():
+            problem = "got NaN or infinite values, which no neuron can integrate"
+        if problem:
+            raise ValueError(f"{type(self).__name__} expects {expected}: {problem}{how}")
 
     def neurons(self) -> dict[str, SpikingNeuron]:
         """The spiking layers by name, in execution order."""
@@ -57,10 +79,12 @@ class SpikingNetwork(nn.Module):
                 m.reset()
 
     def config(self) -> dict[str, Any]:
-        """The conversion settings, e.g. for a model card or an evaluation record."""
-        return {"neuron": self.neuron, "threshold_method": self.threshold_method, "scale": self.scale,
-                "initial_potential": self.initial_potential, "burst": self.burst, "encoding": self.encoding,
-                "seed": self.seed, "bias_correction": self.bias_correction}
+        """The conversion record of ``config.json``, cards and evaluations; ``ConversionSettings.from_record`` reads
+        it back."""
+        s = self.settings
+        return {"neuron": s.neuron, "threshold_method": self.threshold_method, "scale": s.scale,
+                "initial_potential": s.initial_potential, "burst": s.burst, "encoding": s.encoding, "seed": s.seed,
+                "maxpool": s.maxpool, "bias_correction": self.bias_correction}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -85,6 +109,19 @@ class SpikingNetwork(nn.Module):
         # A tuple, so that nn.Module does not register the parts: they share ``net``'s layers, and registering them
         # would put every weight into the state dict three times.
         self._parts = split_static(self.net)
+
+
+def _input_layout(gm: fx.GraphModule) -> tuple[int | None, int | None]:
+    """(rank, channels) a conv layer fed directly by the input expects, (2, features) for such a linear layer, and
+    (None, None) when the input reaches no weighted layer directly."""
+    x = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    for node in x.users:
+        m = gm.get_submodule(node.target) if node.op == "call_module" else None
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return len(m.kernel_size) + 2, m.in_channels
+        if isinstance(m, nn.Linear):
+            return 2, m.in_features
+    return None, None
 
 
 def is_neuron(node: fx.Node, gm: fx.GraphModule) -> bool:

@@ -6,7 +6,7 @@ Image batches are simulated in channels-last layout, which this CPU runs faster 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import torch
 
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from .network import SpikingNetwork
 
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-ENCODINGS = ("direct", "poisson")
 
 
 def simulate(snn: SpikingNetwork, x: torch.Tensor, T: int | Iterable[int] = DEFAULT_T, *,
@@ -29,31 +28,35 @@ def simulate(snn: SpikingNetwork, x: torch.Tensor, T: int | Iterable[int] = DEFA
 
 @torch.no_grad()
 def run(snn: SpikingNetwork, x: torch.Tensor, T: int | Iterable[int], *, fast: bool = True,
-        count_spikes: bool = False) -> tuple[dict[int, torch.Tensor], dict[int, dict[str, int]]]:
-    """``simulate``, plus (with ``count_spikes``) the cumulative spike count of every layer at every T.
+        count_spikes: bool = False, fanout: Mapping[str, torch.Tensor] | None = None) -> tuple:
+    """``simulate``, plus (with ``count_spikes``) the cumulative spike count of every layer at every T, plus (with
+    ``fanout``, the per-neuron maps of ``measure_costs(snn, x).fanout_map``) a third dict, the cumulative SynOps of
+    every layer at every T: each neuron's spikes times its fan-out, summed.
 
-    Counting costs a reduction per layer and step, so it is off unless statistics are wanted. Under Poisson
-    encoding the input spikes are counted as layer ``"input"``.
+    Counting costs an addition per layer and step (each neuron's count), so it is off unless statistics are wanted.
+    Under Poisson encoding the input spikes are counted as layer ``"input"``.
     """
     steps = sorted({T} if isinstance(T, int) else set(T))
     if not steps or steps[0] < 1:
         raise ValueError(f"time steps must be positive integers, got {T!r}")
+    snn.check_input(x)
     if x.dim() == 4:  # channels-last convolutions are faster on CPU (benchmarks/simulation_speed.py)
         x = x.contiguous(memory_format=torch.channels_last)
     neurons = snn.neurons()
     snn.reset()
+    count_spikes = count_spikes or fanout is not None
     for neuron in neurons.values():
         neuron.count_spikes = count_spikes
-    generator = torch.Generator(x.device).manual_seed(snn.seed) if snn.encoding == "poisson" else None
-    outputs, counts = {}, {}
-    input_spikes = torch.zeros((), dtype=torch.long, device=x.device)
+    generator = torch.Generator(x.device).manual_seed(snn.settings.seed) if snn.settings.encoding == "poisson" else None
+    outputs, counts, synops = {}, {}, {}
+    input_spikes = torch.zeros_like(x, dtype=torch.float32) if generator is not None and count_spikes else None
     total = None
     try:
         cached = snn.static(x) if fast and generator is None else None  # direct encoding: the input layer runs once
         for t in range(1, steps[-1] + 1):
             inp = x if generator is None else _poisson(x, generator)
-            if generator is not None and count_spikes:
-                input_spikes += inp.count_nonzero()
+            if input_spikes is not None:
+                input_spikes.add_(inp.abs())
             if not fast:
                 out = snn.net(inp)
             elif cached is not None:
@@ -64,12 +67,12 @@ def run(snn: SpikingNetwork, x: torch.Tensor, T: int | Iterable[int], *, fast: b
             if t in steps:
                 outputs[t] = total / t
                 if count_spikes:
-                    counts[t] = _counts(neurons, input_spikes if generator is not None else None)
+                    counts[t], synops[t] = _counts(neurons, input_spikes, fanout)
     finally:
         for neuron in neurons.values():
             neuron.count_spikes = False
         snn.reset()
-    return outputs, counts
+    return (outputs, counts) if fanout is None else (outputs, counts, synops)
 
 
 def _poisson(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -80,8 +83,13 @@ def _poisson(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.bernoulli(x.abs().clamp(max=1), generator=generator).mul_(x.sign())
 
 
-def _counts(neurons: dict, input_spikes: torch.Tensor | None) -> dict[str, int]:
-    counts = {name: int(n.spike_count) if n.spike_count is not None else 0 for name, n in neurons.items()}
+def _counts(neurons: dict, input_spikes: torch.Tensor | None,
+            fanout: Mapping[str, torch.Tensor] | None) -> tuple[dict[str, int], dict[str, float]]:
+    """Spikes and (with ``fanout``) SynOps of every layer so far, from each neuron's count."""
+    per_neuron = {name: n.spike_count for name, n in neurons.items()}
     if input_spikes is not None:
-        counts = {"input": int(input_spikes), **counts}
-    return counts
+        per_neuron = {"input": input_spikes, **per_neuron}
+    counts = {name: int(c.sum(dtype=torch.float64)) if c is not None else 0 for name, c in per_neuron.items()}
+    synops = {name: float((c * fanout[name]).sum(dtype=torch.float64)) if c is not None else 0.0
+              for name, c in per_neuron.items()} if fanout is not None else {}
+    return counts, synops

@@ -7,8 +7,8 @@ from .errors import (HubUnavailableError, IncompleteFolderError, IntegrityError,
                      ZooError)
 from .export import export
 from .hub import push
-from .loader import load, load_ann, load_pair
+from .loader import load, load_ann, load_pair, transforms
 from .registry import ZOO, ZooEntry, get_entry, list_models
 
-__all__ = ["list_models", "load", "load_ann", "load_pair", "get_entry", "export", "push", "ZOO", "ZooEntry", "ZooError",
+__all__ = ["list_models", "load", "load_ann", "load_pair", "transforms", "get_entry", "export", "push", "ZOO", "ZooEntry", "ZooError",
            "ModelNotFoundError", "NotBuiltError", "IncompleteFolderError", "IntegrityError", "HubUnavailableError"]

@@ -5,6 +5,7 @@ code ``load`` uses, so they describe exactly what users get. The folder appears 
 """
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import shutil
 import tempfile
@@ -15,14 +16,14 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from ..conversion import convert
+from ..conversion import ConversionSettings, convert
 from ..models import create_model
 from .card import model_card
 from .errors import ZooError
 from .folder import (CARD, CONFIG, FORMAT_VERSION, METRICS, PLOT, WEIGHTS, library_version, read_json, read_weights,
                      write_json, write_weights)
 from .loader import build_ann, build_snn
-from .measure import build_datamodule, calibration_batches, measure, measure_alternative, parse_conversion
+from .measure import build_datamodule, calibration_batches, measure, measure_alternative
 from .registry import DATA_NEEDED, HUB_ORG, ZOO
 from .report import plot_accuracy
 
@@ -57,18 +58,33 @@ def read_run(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, 
                         "model_kwargs": kwargs}, data, training
 
 
-def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neuron: str = "rmp",
-           threshold: str = "trained", initial_potential: float = 0.0, scale: float = 1.0, burst: int = 1,
-           T: Iterable[int] = EXPORT_T, data_root: str | None = None, limit: int | None = None,
-           batch_size: int | None = None, calibration_images: int = 4096, device: str = "cpu",
+def recorded_conversion(run_dir: str | Path) -> ConversionSettings:
+    """The settings the run's SNN callback converted with (``callbacks.snn.conversion`` of its config.yaml; flat
+    keys in runs from before that), or the defaults for a run without the callback."""
+    cfg_path = Path(run_dir) / "config.yaml"
+    if not cfg_path.is_file():
+        raise ZooError(f"{run_dir} is not a training run: missing {cfg_path}. Pass the output folder of "
+                       "`python train.py recipe=...`.")
+    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
+    snn = (cfg.get("callbacks") or {}).get("snn") or {}
+    if "conversion" in snn:
+        return ConversionSettings.of(snn["conversion"])
+    fields = {f.name for f in dataclasses.fields(ConversionSettings)}
+    return ConversionSettings.of({k: v for k, v in snn.items() if k in fields})
+
+
+def export(run_dir: str | Path, name: str, out: str | Path | None = None, *,
+           conversion: ConversionSettings | Mapping[str, Any] | None = None, T: Iterable[int] = EXPORT_T,
+           data_root: str | None = None, limit: int | None = None, batch_size: int | None = None, calibration_images: int = 4096, device: str = "cpu",
            repo_id: str | None = None, recipe: str | None = None, compare: Sequence[str] = (),
            force: bool = False, progress: bool = True) -> Path:
     """Write the zoo folder for the best checkpoint of ``run_dir`` to ``out`` (default ``checkpoints/<name>``).
 
-    ``threshold`` is "trained" (ClipReLU/QCFS thresholds) or "max" / a percentile such as "99.9%", measured on up
-    to ``calibration_images`` training images. Accuracy is measured on the test split (its first ``limit`` images).
-    ``compare`` lists other conversions of the same ANN (``if:max``, ``rmp:max``: see ``parse_conversion``),
-    measured on the same images, so the card shows what the published settings gain.
+    ``conversion`` defaults to the settings the run's SNN callback converted with, so the export is the SNN the run
+    reported. Data-driven thresholds and bias correction use up to ``calibration_images`` training images. Accuracy
+    is measured on the test split (its first ``limit`` images). ``compare`` lists other conversions of the same ANN
+    (``if:max``, ``rmp:max``: see ``ConversionSettings.parse``), measured on the same images, so the card shows what
+    the published settings gain.
     """
     out = Path(out if out is not None else Path("checkpoints") / name)
     if out.exists() and any(out.iterdir()) and not force:
@@ -76,40 +92,42 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *, neu
     T = sorted(set(T))
     recipe = recipe or (ZOO[name].recipe if name in ZOO else None)
     repo_id = repo_id or f"{HUB_ORG}/{name}"
+    settings = recorded_conversion(run_dir) if conversion is None else ConversionSettings.of(conversion)
     ann, model, data, training = read_run(run_dir)
+    settings = settings.resolve(ann)
     dataset = {"name": data["name"], "datamodule": {k: v for k, v in data.items() if k not in DATA_KEYS_DROPPED},
                "needs_data_root": "root" in data, "data": DATA_NEEDED.get(data["name"], "none (generated)")}
     datamodule = build_datamodule(dataset, data_root or data.get("root"), batch_size)
     datamodule.setup("test")
-    alternatives = [parse_conversion(spec) for spec in compare]
-    calibration = calibration_batches(datamodule, [threshold, *(a["threshold"] for a in alternatives)],
-                                      calibration_images)
-    snn = convert(ann.to(device), calibration, neuron, threshold, scale=scale, initial_potential=initial_potential,
-                  burst=burst)
+    alternatives = [ConversionSettings.parse(spec) for spec in compare]
+    calibration = calibration_batches(datamodule, ann, [settings, *alternatives], calibration_images)
+    snn = convert(ann.to(device), calibration, settings=settings)
     config = {"format_version": FORMAT_VERSION, "name": name, "library": f"rmp_zoo {library_version()}", **model,
               "conversion": snn.config(), "dataset": dataset, "preprocessing": datamodule.preprocessing,
               "classes": list(datamodule.classes), "recipe": recipe, "training": training}
     command = _command(run_dir, {
-        "--name": name, "--out": out, "--neuron": neuron, "--threshold": threshold,
-        "--initial-potential": initial_potential, "--scale": scale, "--burst": burst, "--T": ",".join(map(str, T)),
+        "--name": name, "--out": out, "--neuron": settings.neuron, "--threshold": settings.threshold,
+        "--initial-potential": settings.initial_potential, "--scale": settings.scale, "--burst": settings.burst,
+        "--encoding": settings.encoding, "--maxpool": settings.maxpool,
+        "--bias-correction": settings.bias_correction, "--T": ",".join(map(str, T)),
         "--data-root": data_root, "--limit": limit, "--batch-size": batch_size, "--device": device,
         "--calibration-images": None if calibration is None else calibration_images,
     }, repeated=[("--compare", spec) for spec in compare])
-    thresholds = snn.thresholds()
+    thresholds, shifts = snn.thresholds(), snn.bias_shifts
     state = ann.state_dict()
 
     def write(folder: Path) -> None:
-        write_weights(folder / WEIGHTS, state, thresholds)
+        write_weights(folder / WEIGHTS, state, thresholds, shifts)
         write_json(folder / CONFIG, config)
-        weights, stored = read_weights(folder / WEIGHTS)
+        weights, stored, stored_shifts = read_weights(folder / WEIGHTS)
         ann_back = build_ann(config, weights, folder).to(device)
-        snn_back = build_snn(ann_back, config, stored)
+        snn_back = build_snn(ann_back, config, stored, stored_shifts)
         metrics = measure(snn_back, ann_back, datamodule.eval_batches("test", limit), T, dataset=dataset["name"],
                           batch_size=datamodule.eval_batch_size, command=command, progress=progress)
         metrics["compare"] = [
-            measure_alternative(convert(ann_back, calibration, scale=scale, **kwargs),
+            measure_alternative(convert(ann_back, calibration, settings=alternative),
                                 datamodule.eval_batches("test", limit), T, progress=progress)
-            for kwargs in alternatives]
+            for alternative in alternatives]
         write_json(folder / METRICS, metrics)
         plot_accuracy(metrics, folder / PLOT, name)
         (folder / CARD).write_text(model_card(config, metrics, name if name in ZOO else f"hf-hub:{repo_id}"),

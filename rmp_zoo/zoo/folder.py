@@ -2,10 +2,11 @@
 
 A folder (``checkpoints/<name>/``, an export, or a Hub snapshot) holds
 
-- ``model.safetensors``: the ANN's state dict under ``ann.*`` and each spiking layer's threshold as a scalar under
-  ``snn_threshold.<layer>``. Safetensors, so loading never unpickles anything.
+- ``model.safetensors``: the ANN's state dict under ``ann.*``, each spiking layer's threshold as a scalar under
+  ``snn_threshold.<layer>`` and, after bias correction, the shift of the bias feeding it under
+  ``snn_bias_shift.<layer>``. Safetensors, so loading never unpickles anything.
 - ``config.json``: how to rebuild the ANN (architecture, num_classes, create_model kwargs), how it was converted
-  (neuron, threshold method, scale, initial potential, encoding), preprocessing, class names and dataset.
+  (``SpikingNetwork.config()``), preprocessing, class names and dataset.
 - ``metrics.json``: ANN and per-T SNN top-1 (percent), spikes and SynOps per image, the images counted, and the
   command and machine that measured them.
 - ``accuracy_vs_T.png`` and ``README.md`` (the model card), for people; loading does not need them.
@@ -27,7 +28,7 @@ WEIGHTS, CONFIG, METRICS, CARD, PLOT = "model.safetensors", "config.json", "metr
     "accuracy_vs_T.png"
 LOAD_FILES = (CONFIG, WEIGHTS, METRICS)  # what load() needs; the card and plot are for people
 FORMAT_VERSION = 1
-ANN_PREFIX, THRESHOLD_PREFIX = "ann.", "snn_threshold."
+ANN_PREFIX, THRESHOLD_PREFIX, SHIFT_PREFIX = "ann.", "snn_threshold.", "snn_bias_shift."
 
 
 def library_version() -> str:
@@ -96,16 +97,18 @@ def write_json(path: str | Path, obj: Mapping[str, Any]) -> None:
         f.write("\n")
 
 
-def write_weights(path: str | Path, ann_state: Mapping[str, torch.Tensor], thresholds: Mapping[str, float]) -> None:
-    """Save the ANN state dict and the SNN thresholds into one safetensors file."""
+def write_weights(path: str | Path, ann_state: Mapping[str, torch.Tensor], thresholds: Mapping[str, float],
+                  bias_shifts: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Save the ANN state dict, the SNN thresholds and any bias-correction shifts into one safetensors file."""
     tensors = {ANN_PREFIX + k: v.detach().cpu().contiguous().clone() for k, v in ann_state.items()}
     tensors.update({THRESHOLD_PREFIX + k: torch.tensor(float(v)) for k, v in thresholds.items()})
+    tensors.update({SHIFT_PREFIX + k: v.detach().cpu().contiguous().clone() for k, v in (bias_shifts or {}).items()})
     save_file(tensors, str(path), metadata={"format": "pt", "rmp_zoo_format": str(FORMAT_VERSION)})
 
 
-def read_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor],
-                                                                             dict[str, float]]:
-    """The ANN state dict and the thresholds from ``model.safetensors`` (never unpickles)."""
+def read_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
+        dict[str, torch.Tensor], dict[str, float], dict[str, torch.Tensor]]:
+    """The ANN state dict, the thresholds and the bias shifts from ``model.safetensors`` (never unpickles)."""
     try:
         tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
@@ -113,7 +116,8 @@ def read_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
                                     "corrupted: download or export it again") from err
     state = {k[len(ANN_PREFIX):]: v for k, v in tensors.items() if k.startswith(ANN_PREFIX)}
     thresholds = {k[len(THRESHOLD_PREFIX):]: float(v) for k, v in tensors.items() if k.startswith(THRESHOLD_PREFIX)}
+    shifts = {k[len(SHIFT_PREFIX):]: v for k, v in tensors.items() if k.startswith(SHIFT_PREFIX)}
     if not state or not thresholds:
         raise IncompleteFolderError(f"{path} holds no {ANN_PREFIX}* weights or no {THRESHOLD_PREFIX}* thresholds; "
                                     "it was not written by `rmp-zoo export`")
-    return state, thresholds
+    return state, thresholds, shifts

@@ -12,14 +12,16 @@ Without registry hashes, files are still checked to be complete and are parsed s
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
-from ..conversion import SpikingNetwork, convert
+from ..conversion import ConversionSettings, SpikingNetwork, apply_bias_shifts, convert
 from ..models import create_model
 from .errors import IncompleteFolderError, IntegrityError, NotBuiltError, ZooError
 from .folder import CONFIG, LOAD_FILES, METRICS, WEIGHTS, check_file, read_json, read_weights, require_files
@@ -122,11 +124,11 @@ def not_on_hub_error(entry: ZooEntry) -> NotBuiltError:
                          f"$RMP_ZOO_HOME/{entry.name}.")
 
 
-def _read(name: str, revision: str | None, map_location: Any) -> tuple[nn.Module, dict, dict, dict[str, float]]:
+def _read(name: str, revision: str | None, map_location: Any) -> tuple[nn.Module, dict, dict, tuple[dict, dict]]:
     source = parse_name(name, revision)
     folder = fetch(source)
     config, metrics = read_json(folder / CONFIG), read_json(folder / METRICS)
-    state, thresholds = read_weights(folder / WEIGHTS)
+    state, thresholds, shifts = read_weights(folder / WEIGHTS)
     ann = build_ann(config, state, folder).to(map_location)
     if source.kind == "hf-hub":  # the snapshot folder is named after the commit it came from
         revision = folder.name
@@ -134,7 +136,7 @@ def _read(name: str, revision: str | None, map_location: Any) -> tuple[nn.Module
         revision = source.revision
     meta = metadata(config, metrics, source, folder, revision)
     ann.pretrained_cfg = meta
-    return ann, config, meta, thresholds
+    return ann, config, meta, (thresholds, shifts)
 
 
 def build_ann(config: dict, state: dict, where: Path | str) -> nn.Module:
@@ -148,25 +150,37 @@ def build_ann(config: dict, state: dict, where: Path | str) -> nn.Module:
     return ann.eval()
 
 
-def build_snn(ann: nn.Module, config: dict, thresholds: dict[str, float]) -> SpikingNetwork:
-    """Convert ``ann`` with the stored thresholds (already scaled) and the recorded conversion settings."""
-    conv = config["conversion"]
-    snn = convert(ann, neuron=conv["neuron"], threshold=thresholds, initial_potential=conv["initial_potential"],
-                  burst=conv.get("burst", 1), encoding=conv["encoding"], seed=conv["seed"])  # no burst: before bursts
-    # The thresholds were chosen (and scaled) at export; record how, rather than "given" and 1.0.
-    snn.threshold_method, snn.scale = conv["threshold_method"], conv["scale"]
+def build_snn(ann: nn.Module, config: dict, thresholds: dict[str, float],
+              bias_shifts: dict[str, torch.Tensor] | None = None) -> SpikingNetwork:
+    """Convert ``ann`` with the recorded settings, the stored thresholds (already scaled) and the stored bias
+    shifts: the network the export measured, without measuring anything again."""
+    record = config["conversion"]
+    settings = ConversionSettings.from_record(record)
+    snn = convert(ann, settings=dataclasses.replace(settings, threshold=thresholds, scale=1.0, bias_correction=None))
+    apply_bias_shifts(snn, bias_shifts or {})
+    # The thresholds were chosen (and scaled) and the biases corrected at export: record that, not "given".
+    snn.settings, snn.threshold_method = settings, record["threshold_method"]
+    snn.bias_correction = record.get("bias_correction")
     return snn
 
 
 def metadata(config: dict, metrics: dict, source: Source, folder: Path, revision: str | None) -> dict[str, Any]:
-    """What a user needs to know to use a loaded model correctly (attached as ``.pretrained_cfg``)."""
-    conv = config["conversion"]
+    """What a user needs to know to use a loaded model correctly (attached as ``.pretrained_cfg``).
+
+    It carries timm's keys (``input_size``, ``mean``, ``std``, ``interpolation``, ``crop_pct``, ``num_classes``,
+    ``label_names``), so ``timm.data.resolve_data_config(model=m)`` finds the eval preprocessing.
+    """
+    conv, pre = config["conversion"], config["preprocessing"]
     return {
+        "input_size": (len(pre["mean"]), pre["size"], pre["size"]), "mean": tuple(pre["mean"]),
+        "std": tuple(pre["std"]), "interpolation": "bilinear", "crop_pct": pre["size"] / pre.get("resize", pre["size"]),
+        "crop_mode": "center", "label_names": config["classes"],
         "name": config["name"], "source": source.name, "folder": str(folder), "hub_id": source.repo_id,
         "revision": revision, "architecture": config["architecture"], "num_classes": config["num_classes"],
         "dataset": config["dataset"]["name"], "classes": config["classes"], "preprocessing": config["preprocessing"],
         "neuron": conv["neuron"], "threshold_method": conv["threshold_method"], "scale": conv["scale"],
         "initial_potential": conv["initial_potential"], "burst": conv.get("burst", 1), "encoding": conv["encoding"],
+        "maxpool": conv.get("maxpool", "error"), "bias_correction": conv.get("bias_correction"),
         "ann_top1": metrics["ann_top1"], "snn_top1": {row["T"]: row["top1"] for row in metrics["snn"]},
         "num_test_images": metrics["num_images"], "recipe": config.get("recipe"),
         "measured_by": metrics["command"],
@@ -180,9 +194,9 @@ def load_ann(name: str, revision: str | None = None, map_location: Any = "cpu") 
 
 def load_pair(name: str, revision: str | None = None, map_location: Any = "cpu") -> tuple[nn.Module, SpikingNetwork]:
     """The ANN and the SNN of ``name`` from one read of its files (evaluation compares the two)."""
-    ann, config, meta, thresholds = _read(name, revision, map_location)
+    ann, config, meta, (thresholds, shifts) = _read(name, revision, map_location)
     try:
-        snn = build_snn(ann, config, thresholds)
+        snn = build_snn(ann, config, thresholds, shifts)
     except (KeyError, ValueError) as err:
         raise ZooError(f"{meta['folder']}: cannot rebuild the spiking network ({err}); re-export the folder") from err
     snn.pretrained_cfg = meta
@@ -197,6 +211,17 @@ def load(name: str, revision: str | None = None, map_location: Any = "cpu") -> S
     removed from the cache.
     """
     return load_pair(name, revision, map_location)[1]
+
+
+def transforms(model: nn.Module) -> Callable[[Any], torch.Tensor]:
+    """The eval preprocessing of a loaded zoo model (PIL image → normalised tensor), like torchvision's
+    ``Weights.transforms()``; built by timm from the model's ``pretrained_cfg``."""
+    from timm.data import create_transform, resolve_data_config
+
+    if "input_size" not in (getattr(model, "pretrained_cfg", None) or {}):
+        raise ValueError(f"{type(model).__name__} carries no preprocessing (.pretrained_cfg); transforms() needs a "
+                         "model from rmp_zoo.load / load_ann")
+    return create_transform(**resolve_data_config(model=model))
 
 
 def entry_status(entry: ZooEntry) -> str:

@@ -12,8 +12,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from ..conversion import SpikingNetwork, evaluate
-from ..conversion.neurons import NEURONS, SpikingNeuron
+from ..conversion import ConversionSettings, SpikingNetwork, evaluate
 from .errors import ZooError
 
 
@@ -49,10 +48,10 @@ def _cpu_name() -> str:
     return f"{name or 'CPU'} ({os.cpu_count()} cores)"
 
 
-def calibration_batches(datamodule, thresholds: Iterable[str], images: int):
-    """Unaugmented training batches for data-driven thresholds, or None when every threshold is ``"trained"``
+def calibration_batches(datamodule, ann: nn.Module, settings: Iterable[ConversionSettings], images: int):
+    """Unaugmented training batches when any of ``settings`` measures activations of ``ann``, else None
     (calibration never sees test images)."""
-    return None if set(thresholds) <= {"trained"} else datamodule.eval_batches("train", images)
+    return datamodule.eval_batches("train", images) if any(s.needs_data(ann) for s in settings) else None
 
 
 def measure(snn: SpikingNetwork, ann: nn.Module, batches: Iterable[Any], T: Iterable[int], *, dataset: str,
@@ -85,27 +84,8 @@ def conversion_label(conv: Mapping[str, Any]) -> str:
     """``RMP, max θ`` / ``RMP, trained θ, 0.5θ initial``: a column heading for a conversion."""
     label = f"{conv['neuron'].upper()}, {conv['threshold_method']} θ"
     label += f", {conv['initial_potential']:g}θ initial" if conv["initial_potential"] else ""
-    return label + (f", bursts of {conv['burst']}" if conv.get("burst", 1) > 1 else "")
-
-
-def parse_conversion(spec: str) -> dict[str, Any]:
-    """``NEURON:THRESHOLD[:INITIAL[:BURST]]`` (``if:max``, ``rmp:99.9%:0.5``, ``signed:trained:0.5:2``) as
-    ``convert`` keyword arguments."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3, 4) or parts[0] not in NEURONS:
-        raise ValueError(f"conversion {spec!r}: expected NEURON:THRESHOLD[:INITIAL_POTENTIAL[:BURST]] with NEURON "
-                         f"one of {', '.join(NEURONS)}, e.g. if:max or signed:trained:0.5:2")
-    try:
-        initial = float(parts[2]) if len(parts) >= 3 else 0.0
-        burst = int(parts[3]) if len(parts) == 4 else 1
-    except ValueError:
-        raise ValueError(f"conversion {spec!r}: the initial potential must be a number and the burst a whole "
-                         "number") from None
-    try:
-        SpikingNeuron(1.0, parts[0], initial, burst)
-    except ValueError as err:
-        raise ValueError(f"conversion {spec!r}: {err}") from None
-    return {"neuron": parts[0], "threshold": parts[1], "initial_potential": initial, "burst": burst}
+    label += f", bursts of {conv['burst']}" if conv.get("burst", 1) > 1 else ""
+    return label + (f", bias corrected at T={conv['bias_correction']['T']}" if conv.get("bias_correction") else "")
 
 
 def top1_by_T(metrics: Mapping[str, Any]) -> dict[int, float]:
