@@ -1,8 +1,8 @@
 """rmp-zoo: list, inspect, download and evaluate zoo models; export a training run and publish it.
 
 Publishing a model:  python train.py recipe=R  →  rmp-zoo export RUN_DIR --name NAME  →  rmp-zoo push
-checkpoints/NAME --repo-id rmp-zoo/NAME  →  paste the printed revision and hashes into rmp_zoo/zoo/registry.py.
-Without Hub access, commit checkpoints/NAME and paste what `rmp-zoo hash checkpoints/NAME` prints instead.
+checkpoints/NAME --repo-id rmp-zoo/NAME, which pins the commit and hashes in rmp_zoo/zoo/manifests/NAME.json.
+Without Hub access, commit checkpoints/NAME and pin it with `rmp-zoo hash checkpoints/NAME` instead.
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .conversion.neurons import NEURONS
+from .conversion.settings import ENCODINGS, MAXPOOL_MODES
 from .zoo.errors import ZooError
 from .zoo.folder import CARD, CONFIG, LOAD_FILES, METRICS, PLOT, hash_folder, read_json, write_json
-from .zoo.registry import HUB_ORG, ZOO, list_models, published_entry_args
+from .zoo.registry import HUB_ORG, ZOO, list_models, write_manifest
 
 console = Console()
 err_console = Console(stderr=True)
@@ -159,7 +160,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from .conversion import convert
     from .conversion.layer_error import conversion_error
     from .zoo.loader import load_pair
-    from .zoo.measure import build_datamodule, calibration_batches, parse_conversion
+    from .conversion import ConversionSettings
+    from .zoo.measure import build_datamodule, calibration_batches
     from .zoo.report import layer_error_table, plot_layer_error, write_layer_error_csv
 
     ann, snn = load_pair(args.name, map_location=args.device)
@@ -168,9 +170,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     datamodule.setup("fit")
     label = "published conversion"
     if args.conversion:  # another conversion of the same ANN; thresholds from training images only
-        kwargs = parse_conversion(args.conversion)
-        calibration = calibration_batches(datamodule, [kwargs["threshold"]], 4096)
-        snn, label = convert(ann, calibration, **kwargs), args.conversion
+        settings = ConversionSettings.parse(args.conversion)
+        calibration = calibration_batches(datamodule, ann, [settings], 4096)
+        snn, label = convert(ann, calibration, settings=settings), args.conversion
     with torch.inference_mode():
         result = conversion_error(ann, snn, datamodule.eval_batches(args.split, args.images), args.T)
     title = f"{args.name} ({label}), {result.num_images} {args.split} images"
@@ -187,8 +189,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .zoo.export import export
     from .zoo.report import results_table
 
-    out = export(args.run_dir, args.name, args.out, neuron=args.neuron, threshold=args.threshold,
-                 initial_potential=args.initial_potential, scale=args.scale, burst=args.burst, T=args.T,
+    out = export(args.run_dir, args.name, args.out, conversion=_conversion_flags(args), T=args.T,
                  data_root=args.data_root,
                  limit=args.limit, batch_size=args.batch_size, calibration_images=args.calibration_images,
                  device=args.device, repo_id=args.repo_id, recipe=args.recipe, compare=args.compare,
@@ -201,9 +202,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_registry_args(folder: Path, revision: str | None, files: dict[str, str]) -> None:
-    console.print("registry entry arguments (rmp_zoo/zoo/registry.py):")
-    print(published_entry_args(revision, files, read_json(folder / METRICS)))
+def _conversion_flags(args: argparse.Namespace):
+    """The run's recorded conversion with the flags given on the command line applied, or None without flags."""
+    from .conversion import ConversionSettings
+    from .zoo.export import recorded_conversion
+
+    flags = {k: getattr(args, k) for k in ("neuron", "threshold", "initial_potential", "scale", "burst", "encoding",
+                                           "maxpool", "bias_correction") if getattr(args, k) is not None}
+    return ConversionSettings.of(recorded_conversion(args.run_dir), **flags) if flags else None
+
+
+def _pin(folder: Path, revision: str | None, files: dict[str, str], manifests: str | None) -> None:
+    """Write the folder's manifest, which turns its registry entry into a built one (or updates it)."""
+    name = read_json(folder / CONFIG)["name"]
+    path = write_manifest(name, revision, files, read_json(folder / METRICS),
+                          *([Path(manifests)] if manifests else []))
+    console.print(f"pinned {name} in {path}" + ("" if name in ZOO else
+                                                 f"; add {name} to the table in rmp_zoo/zoo/registry.py"))
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -220,7 +235,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     if kept_card:
         console.print(f"kept the {CARD} already on the Hub; pass --force to replace it")
         files.pop(CARD, None)  # the Hub's card is not the one hashed here
-    _print_registry_args(folder, info.oid, files)
+    _pin(folder, info.oid, files, args.manifests)
     return 0
 
 
@@ -232,7 +247,20 @@ def cmd_hash(args: argparse.Namespace) -> int:
         raise ZooError(f"{folder} lacks {', '.join(missing)}; it is not a zoo folder")
     for f, h in files.items():
         print(f"{h}  {f}")
-    _print_registry_args(folder, args.revision, files)
+    _pin(folder, args.revision, files, args.manifests)
+    return 0
+
+
+def cmd_prepare_data(args: argparse.Namespace) -> int:
+    from .data.prepare import DownloadError, prepare_dataset
+
+    try:
+        path = prepare_dataset(args.dataset, args.dir)
+    except DownloadError as err:
+        err_console.print(f"error: {err}", style="red", markup=False, highlight=False)
+        return 1
+    console.print(f"wrote {path}; train.py reads it with data.root={shlex.quote(str(path.parent))}, rmp-zoo with "
+                  f"--data-root {shlex.quote(str(path.parent))}", markup=False, highlight=False)
     return 0
 
 
@@ -285,17 +313,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="output folder of `python train.py recipe=...`")
     p.add_argument("--name", required=True, help="model name, e.g. resnet20-cifar10-rmp")
     p.add_argument("--out", help="default checkpoints/NAME")
-    p.add_argument("--neuron", default="rmp", choices=NEURONS)
-    p.add_argument("--threshold", default="trained", help="trained, max or a percentile such as 99.9%%")
-    p.add_argument("--initial-potential", type=float, default=0.0, help="fraction of the threshold at t=0")
-    p.add_argument("--scale", type=float, default=1.0, help="factor on every threshold")
-    p.add_argument("--burst", type=int, default=1, help="most spikes a neuron fires per step (rmp and signed)")
+    # Conversion flags default to the run's own SNN callback settings (ConversionSettings); each flag overrides one.
+    p.add_argument("--neuron", choices=NEURONS)
+    p.add_argument("--threshold", help="auto, trained, max or a percentile such as 99.9%%")
+    p.add_argument("--initial-potential", type=float, help="fraction of the threshold at t=0")
+    p.add_argument("--scale", type=float, help="factor on every threshold")
+    p.add_argument("--burst", type=int, help="most spikes a neuron fires per step (rmp and signed)")
+    p.add_argument("--encoding", choices=ENCODINGS)
+    p.add_argument("--maxpool", choices=MAXPOOL_MODES, help="gate: spiking max pooling; error: refuse max pooling")
+    p.add_argument("--bias-correction", type=int, metavar="T",
+                   help="correct each layer's mean output at this T on the calibration images")
     p.add_argument("--T", type=_steps, default=_steps("1,2,4,8,16,32,64,128"))
     p.add_argument("--data-root", help="default: the run's data root")
     p.add_argument("--limit", type=int, help="evaluate on the first N test images only")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--calibration-images", type=int, default=4096,
-                   help="training images for threshold=max or a percentile")
+                   help="training images for data-driven thresholds and bias correction")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--repo-id", help="Hub repo named in the card (default rmp-zoo/NAME)")
     p.add_argument("--recipe", help="training command for the card (default: the registry's)")
@@ -311,13 +344,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="branch to commit to (default main)")
     p.add_argument("--force", action="store_true", help="replace a README.md card already on the Hub")
     p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--manifests", help="folder for NAME.json (default rmp_zoo/zoo/manifests)")
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("hash", help="print a zoo folder's sha256s and its registry arguments")
+    p = sub.add_parser("hash", help="print a zoo folder's sha256s and pin them in its registry manifest")
     p.add_argument("dir")
     p.add_argument("--revision", help="the Hub commit the folder was pushed as (omit for a folder published only "
                                       "in this repository's checkpoints/)")
+    p.add_argument("--manifests", help="folder for NAME.json (default rmp_zoo/zoo/manifests)")
     p.set_defaults(func=cmd_hash)
+
+    p = sub.add_parser("prepare-data", help="download CIFAR with torchvision and write the array file that "
+                                            "machines without internet read",
+                       description="Downloads CIFAR with torchvision into a temporary folder inside DIR and writes "
+                                   "DIR/DATASET.npz, complete or not at all: x_train, x_test uint8 [N, 32, 32, 3]; "
+                                   "y_train, y_test int64 [N]; classes str [C]. Needs internet; copy the file to "
+                                   "machines without, into their data.root (train.py) or --data-root (rmp-zoo).")
+    p.add_argument("dataset", choices=("cifar10", "cifar100"))
+    p.add_argument("dir", help="folder for DATASET.npz (copy it into data.root / --data-root elsewhere)")
+    p.set_defaults(func=cmd_prepare_data)
     return parser
 
 

@@ -45,12 +45,13 @@ def test_export_then_eval_reproduces_metrics(run, tmp_path):
     assert (report / PLOT).stat().st_size > 0
 
 
-def test_push_prints_registry_arguments_that_make_a_working_entry(folder, run, hub, monkeypatch):
-    code, stdout, _ = run("push", folder, "--repo-id", "rmp-zoo/tiny-rmp")
+def test_push_pins_a_manifest_that_makes_a_working_entry(folder, run, hub, monkeypatch, tmp_path):
+    from rmp_zoo.zoo.registry import read_manifest
+
+    code, stdout, _ = run("push", folder, "--repo-id", "rmp-zoo/tiny-rmp", "--manifests", tmp_path)
     assert code == 0
     oid = hub.repos["rmp-zoo/tiny-rmp"].refs["main"]
-    snippet = stdout[stdout.index("revision="):]
-    published = eval(f"dict({snippet})")  # exactly what the lead pastes into registry.py
+    published = read_manifest("tiny-rmp", tmp_path)  # what the registry reads for an entry of that name
     assert published["revision"] == oid and published["sha256"] == hash_folder(folder)
     monkeypatch.setitem(ZOO, "tiny-rmp", ZooEntry("tiny-rmp", "resnet20", "synthetic", "python train.py",
                                                   "none", "rmp-zoo/tiny-rmp", **published))
@@ -63,11 +64,14 @@ def test_push_prints_registry_arguments_that_make_a_working_entry(folder, run, h
     assert code == 0 and "cached" in stdout and "measured by" in stdout and "rmp-zoo export" in stdout
 
 
-def test_push_to_a_branch_and_keep_the_card(folder, run, hub):
-    assert run("push", folder, "--repo-id", "someone/tiny", "--revision", "dev")[0] == 0
+def test_push_to_a_branch_and_keep_the_card(folder, run, hub, tmp_path):
+    from rmp_zoo.zoo.registry import read_manifest
+
+    assert run("push", folder, "--repo-id", "someone/tiny", "--revision", "dev", "--manifests", tmp_path)[0] == 0
     assert set(LOAD_FILES) <= set(hub.files("someone/tiny", "dev"))
-    code, stdout, _ = run("push", folder, "--repo-id", "someone/tiny", "--revision", "dev")
-    assert code == 0 and "kept the README.md" in stdout and "README.md" not in stdout[stdout.index("sha256="):]
+    code, stdout, _ = run("push", folder, "--repo-id", "someone/tiny", "--revision", "dev", "--manifests", tmp_path)
+    assert code == 0 and "kept the README.md" in stdout
+    assert "README.md" not in read_manifest("tiny-rmp", tmp_path)["sha256"]
     code, stdout, _ = run("info", "hf-hub:someone/tiny@dev")
     assert code == 0 and "T=8:" in stdout
 
@@ -89,11 +93,15 @@ def test_errors_name_the_fix(run):
     assert stdout.count("not on the Hub yet, skipped") == sum(e.built and not e.on_hub for e in ZOO.values())
 
 
-def test_hash_prints_the_pinning_arguments(folder, run):
-    code, stdout, _ = run("hash", folder, "--revision", "b" * 40)
-    assert code == 0 and f'revision="{"b" * 40}"' in stdout
-    code, stdout, _ = run("hash", folder)  # published in checkpoints/ only: hashes, no revision
-    assert code == 0 and "revision=" not in stdout and "sha256={" in stdout
+def test_hash_pins_the_folder_in_its_manifest(folder, run, tmp_path):
+    from rmp_zoo.zoo.registry import read_manifest
+
+    code, stdout, _ = run("hash", folder, "--revision", "b" * 40, "--manifests", tmp_path)
+    assert code == 0 and read_manifest("tiny-rmp", tmp_path)["revision"] == "b" * 40
+    code, stdout, _ = run("hash", folder, "--manifests", tmp_path)  # published in checkpoints/ only: no revision
+    manifest = read_manifest("tiny-rmp", tmp_path)
+    assert code == 0 and manifest["revision"] is None and manifest["sha256"] == hash_folder(folder)
+    assert manifest["snn_top1"] == {row["T"]: round(row["top1"], 2) for row in read_json(folder / "metrics.json")["snn"]}
     for name, digest in hash_folder(folder).items():
         assert f"{digest}  {name}" in stdout
 

@@ -20,7 +20,6 @@ from ..models.constraints import Constraints
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "onecycle", "none")
-MIN_THRESHOLD = 1e-2  # smallest trained activation threshold; post-BN activations are of order 1
 
 
 class ClassificationModule(pl.LightningModule):
@@ -83,18 +82,6 @@ class ClassificationModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Keep every trained activation threshold at least ``MIN_THRESHOLD`` after each step (a projection).
-
-        Nothing else stops SGD from pushing a ClipReLU/QCFS θ through zero. QCFS still computes with a negative θ
-        (its outputs turn non-positive), so training carries on, but no spiking neuron can stand for that layer and
-        the network cannot be converted. Measured: one 16-epoch QCFS ResNet-20 CIFAR-10 run ended with θ = -1.52.
-        """
-        with torch.no_grad():
-            for module in self.model.modules():
-                if isinstance(module, (ClipReLU, QCFS)):
-                    module.threshold.clamp_(min=MIN_THRESHOLD)
 
     def on_train_epoch_end(self) -> None:
         """Log every trained threshold: a θ that collapses towards zero starves its layer, and the curve shows when."""

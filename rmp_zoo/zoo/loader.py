@@ -23,7 +23,7 @@ from torch import nn
 
 from ..conversion import ConversionSettings, SpikingNetwork, apply_bias_shifts, convert
 from ..models import create_model
-from .errors import IncompleteFolderError, IntegrityError, NotBuiltError, ZooError
+from .errors import HubAccessError, HubUnavailableError, IncompleteFolderError, IntegrityError, NotBuiltError, ZooError
 from .folder import CONFIG, LOAD_FILES, METRICS, WEIGHTS, check_file, read_json, read_weights, require_files
 from .hub import download, is_cached
 from .registry import ZOO, ZooEntry, get_entry
@@ -114,7 +114,13 @@ def fetch(source: Source, files: tuple[str, ...] = LOAD_FILES) -> Path:
                 return folder
         if not entry.on_hub:
             raise not_on_hub_error(entry)
-    return download(source.repo_id, files, source.revision, entry.sha256 if entry else None)
+    try:
+        return download(source.repo_id, files, source.revision, entry.sha256 if entry else None)
+    except HubUnavailableError as err:
+        if source.kind != "registry" or isinstance(err, HubAccessError):
+            raise
+        raise type(err)(f"{err} For {entry.name}, a copy of its folder is also found at "
+                        f"{' or '.join(map(str, local_folders(entry.name)))}.") from err
 
 
 def not_on_hub_error(entry: ZooEntry) -> NotBuiltError:

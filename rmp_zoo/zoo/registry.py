@@ -1,30 +1,36 @@
 """The zoo's one table: every published (or planned) model with where its files live and the facts that go with it.
 
-An entry is "built" once the sha256 of each of its files is pinned; until then it stays listed, and loading it
-explains how to make it. A built entry is found in this repository's ``checkpoints/<name>/`` (where a machine without
-Hub access publishes it) and, once pushed, also on the Hub at its pinned commit. ``rmp-zoo hash DIR [--revision
-SHA]`` prints the arguments that turn a planned entry into a built one (see ``published_entry_args``).
+An entry is "built" once the sha256 of each of its files is pinned in its manifest, ``manifests/<name>.json``
+(pinned Hub commit, file hashes and headline accuracy, written by ``rmp-zoo hash DIR [--revision SHA]`` or
+``rmp-zoo push``); until then it stays listed, and loading it explains how to make it. A built entry is found in this
+repository's ``checkpoints/<name>/`` (where a machine without Hub access publishes it) and, once pushed, also on the
+Hub at its pinned commit.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ModelNotFoundError
 from .folder import LOAD_FILES
 
 HUB_ORG = "rmp-zoo"
+MANIFESTS = Path(__file__).with_name("manifests")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 DATA_NEEDED = {
-    "cifar10": "CIFAR-10: DATA_ROOT/cifar10.npz, or torchvision's copy in DATA_ROOT (downloaded with "
-               "data.download=true when training)",
-    "cifar100": "CIFAR-100: DATA_ROOT/cifar100.npz, or torchvision's copy in DATA_ROOT (downloaded with "
-                "data.download=true when training)",
+    "cifar10": "CIFAR-10: DATA_ROOT/cifar10.npz (`rmp-zoo prepare-data cifar10 DATA_ROOT`), or torchvision's copy "
+               "in DATA_ROOT (downloaded with data.download=true when training)",
+    "cifar100": "CIFAR-100: DATA_ROOT/cifar100.npz (`rmp-zoo prepare-data cifar100 DATA_ROOT`), or torchvision's "
+                "copy in DATA_ROOT (downloaded with data.download=true when training)",
     "imagenet": "ImageNet-1k (ILSVRC2012) as ImageFolder trees DATA_ROOT/train and DATA_ROOT/val; it cannot be "
                 "downloaded automatically",
 }
@@ -67,9 +73,36 @@ class ZooEntry:
         return self.revision is not None
 
 
-def _entry(name: str, architecture: str, dataset: str, recipe: str, **published: Any) -> ZooEntry:
+def _entry(name: str, architecture: str, dataset: str, recipe: str) -> ZooEntry:
     return ZooEntry(name, architecture, dataset, f"python train.py recipe={recipe}", DATA_NEEDED[dataset],
-                    f"{HUB_ORG}/{name}", **published)
+                    f"{HUB_ORG}/{name}", **read_manifest(name))
+
+
+def read_manifest(name: str, folder: Path = MANIFESTS) -> dict[str, Any]:
+    """The published facts of ``name`` (revision, sha256, ann_top1, snn_top1), or {} while it is not built."""
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        return {}
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    return {"revision": manifest["revision"], "sha256": manifest["sha256"], "ann_top1": manifest["ann_top1"],
+            "snn_top1": {int(t): acc for t, acc in manifest["snn_top1"].items()}}
+
+
+def write_manifest(name: str, revision: str | None, sha256: Mapping[str, str], metrics: Mapping[str, Any],
+                   folder: Path = MANIFESTS) -> Path:
+    """Pin a published folder: ``folder/<name>.json``, checked, then written whole or not at all. ``revision`` is the
+    Hub commit it was pushed as, or None for a folder published in this repository's ``checkpoints/`` only."""
+    snn = {row["T"]: round(row["top1"], 2) for row in metrics["snn"]}
+    ZooEntry(name, "", "", "", "", "", revision, dict(sha256), metrics["ann_top1"], snn)  # fails on malformed pins
+    manifest = {"name": name, "revision": revision, "sha256": dict(sorted(sha256.items())),
+                "ann_top1": round(metrics["ann_top1"], 2), "snn_top1": {str(t): acc for t, acc in snn.items()}}
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(manifest, indent=2) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, folder / f"{name}.json")
+    return folder / f"{name}.json"
 
 
 # The published ResNet-20 entries were trained on one H100 before the recipes became the zoo's recipes; these are the
@@ -78,18 +111,12 @@ _SESSION4_H100 = ("data.batch_size=256 data.val_size=5000 model.lr=0.2 model.sch
                   "model.warmup_fraction=0.15 model.act_threshold=2.0 trainer.precision=32-true "
                   "callbacks.checkpoint.monitor=val/acc1")
 
-# To publish an entry, add the keyword arguments that `rmp-zoo hash checkpoints/NAME [--revision SHA]` prints.
+# name, architecture, dataset, recipe (what follows `python train.py recipe=`); hashes live in manifests/NAME.json.
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     _entry("resnet20-cifar10-rmp", "resnet20", "cifar10",
-           "resnet20_cifar10 " + _SESSION4_H100 + " trainer.max_epochs=58 hydra.run.dir=outputs/zoo/resnet20_cifar10",
-           sha256={'README.md': '6bdfac7c0b852f4c798e960efc8f600c725f26200c82ae5f4c2c614e1b6d426e', 'accuracy_vs_T.png': 'e7cdf117478e5098c586683e9ccf80d8b4693107427291e5b2f5fad2ab719829', 'config.json': '4d56b3fe3212c4b40d34555b383b7a4c7ae3a32060dff633592967821967c11f', 'metrics.json': 'bed3de59dade32753cef459a1f33f62659f04f5136471be9a4e6fbc9fd5ce675', 'model.safetensors': 'ac6da368c0887cfe2f365224b0f83b8e98ef25a9cc6e35528fc779b858b672d5'},
-           ann_top1=88.13,
-           snn_top1={1: 42.81, 2: 53.93, 4: 65.28, 8: 76.94, 16: 84.99, 32: 87.94, 64: 89.08, 128: 89.27}),
+           f"resnet20_cifar10 {_SESSION4_H100} trainer.max_epochs=58 hydra.run.dir=outputs/zoo/resnet20_cifar10"),
     _entry("resnet20-cifar100-rmp", "resnet20", "cifar100",
-           "resnet20_cifar100 " + _SESSION4_H100 + " trainer.max_epochs=40 hydra.run.dir=outputs/zoo/resnet20_cifar100",
-           sha256={'README.md': '664b228e37dfb57c5e75bc121c62c9d8a47c53147fd720e3a4a02c99177dc89a', 'accuracy_vs_T.png': 'fd328644983753bcf7bc757d9f2ee7eb56563ccabd1974fbc6ce3ed50b460823', 'config.json': '2a46de085910f32a2845066566f74d3b9fdf2d2b5e0037b42c9e4134d2c0cb72', 'metrics.json': '5689c2ef9cd1e07beabdf9b0c2ff38abdd5ea6544cc80120480d4f4d5f20f5de', 'model.safetensors': '8e0c6fd1673fcfc212cea6732eea62eb46a1c737185581a49152608675f033f5'},
-           ann_top1=62.41,
-           snn_top1={1: 4.87, 2: 7.0, 4: 13.3, 8: 32.81, 16: 53.32, 32: 61.21, 64: 63.29, 128: 63.43}),
+           f"resnet20_cifar100 {_SESSION4_H100} trainer.max_epochs=40 hydra.run.dir=outputs/zoo/resnet20_cifar100"),
     _entry("vgg16-cifar10-rmp", "vgg16", "cifar10", "vgg16_cifar10"),
     _entry("vgg16-cifar100-rmp", "vgg16", "cifar100", "vgg16_cifar100"),
     _entry("vgg16-imagenet-rmp", "vgg16", "imagenet", "vgg16_imagenet"),
@@ -110,13 +137,3 @@ def get_entry(name: str) -> ZooEntry:
         raise ModelNotFoundError(f"unknown zoo model {name!r}.{hint} Available: {', '.join(list_models())} "
                                  "(or load your own with local-dir:PATH or hf-hub:ORG/REPO)")
     return ZOO[name]
-
-
-def published_entry_args(revision: str | None, sha256: Mapping[str, str], metrics: Mapping[str, Any]) -> str:
-    """The keyword arguments to add to an entry's ``_entry(...)`` line once its folder is committed to
-    ``checkpoints/`` (``revision`` None) or pushed to the Hub at ``revision``."""
-    snn = {row["T"]: round(row["top1"], 2) for row in metrics["snn"]}
-    return ((f'revision="{revision}",\n' if revision else "") +
-            f"sha256={dict(sorted(sha256.items()))!r},\n"
-            f"ann_top1={round(metrics['ann_top1'], 2)!r},\n"
-            f"snn_top1={snn!r},")
