@@ -1,8 +1,8 @@
 """A small Hugging Face Hub on 127.0.0.1 for tests: the real huggingface_hub client talks to it over HTTP.
 
 It keeps model repos in memory (commits of whole file trees, branches pointing at commits) and answers the
-requests listed in ``shared/HUB.md``. Tests can count requests, serve corrupted bytes for a file, or stop it to
-play an unreachable Hub.
+requests listed in ``shared/HUB.md``. Tests can count requests, serve corrupted bytes for a file, stop it to play an
+unreachable Hub, and make repos private or gated to get the Hub's 401 / 403 answers (see ``HubServer.access``).
 """
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 
+TOKEN = "hf_dummy_token"  # the token point_client_at gives the client; the server accepts it
+
+
 def git_blob_sha1(data: bytes) -> str:
     """The git blob id of ``data``, which the Hub sends as the ETag of small files."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -27,6 +30,9 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit oid -> {path: content}
     refs: dict[str, str] = field(default_factory=dict)  # branch -> commit oid
     private: bool = False
+    gated: bool = False
+    readers: set[str] = field(default_factory=set)  # tokens that may read it when private, or were granted it if gated
+    forbidden: set[str] = field(default_factory=set)  # tokens answered 403 (say, fine-grained ones without this repo)
 
     def resolve(self, revision: str) -> str | None:
         """Commit oid of a branch name or a commit oid; None when neither."""
@@ -41,10 +47,13 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request received
         self.corrupt: dict[tuple[str, str], bytes] = {}  # (repo_id, path) -> bytes served instead of the file
         self.cut: dict[tuple[str, str], int] = {}  # (repo_id, path) -> bytes sent before the connection drops
+        self.tokens: set[str] = {TOKEN}  # tokens it accepts; any other is answered 401
+        self.read_only: set[str] = set()  # accepted tokens that may not publish (403)
         self._lock = threading.Lock()
         self._commit_counter = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval: stop() returns in 0.05 s rather than the default 0.5 s, once per test.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -68,6 +77,32 @@ class HubServer:
     def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         repo = self.repos[repo_id]
         return repo.commits[repo.resolve(revision)]
+
+    def access(self, repo_id: str, token: str | None) -> tuple[int, str | None, str] | None:
+        """None if ``token`` (None: no token sent) may read ``repo_id``, else the Hub's refusal: (status,
+        X-Error-Code, X-Error-Message), with the codes and messages that huggingface_hub classifies."""
+        repo = self.repos[repo_id]
+        if token is not None and token not in self.tokens:
+            return 401, None, "Invalid credentials in Authorization header"
+        if token in repo.forbidden:
+            return 403, None, f"Your token does not have access to {repo_id}"
+        if repo.private and token not in repo.readers:  # the Hub does not tell a private repo from a missing one
+            return (401 if token is None else 404), "RepoNotFound", f"Repository {repo_id} not found"
+        if repo.gated and token not in repo.readers:
+            if token is None:
+                return 401, "GatedRepo", (f"Access to model {repo_id} is restricted. You must have access to it and "
+                                          "be authenticated to access it. Please log in.")
+            return 403, "GatedRepo", (f"Access to model {repo_id} is restricted and you are not in the authorized "
+                                      f"list. Visit {self.url}/{repo_id} to ask for access.")
+        return None
+
+    def write_access(self, token: str | None) -> tuple[int, str | None, str] | None:
+        """None if ``token`` may publish, else the Hub's refusal."""
+        if token is None or token not in self.tokens:
+            return 401, None, "Invalid credentials in Authorization header"
+        if token in self.read_only:
+            return 403, None, "You don't have the rights to create a model under this namespace"
+        return None
 
     def new_commit(self, repo: Repo, branch: str, files: dict[str, bytes]) -> str:
         with self._lock:
@@ -107,7 +142,15 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps(obj).encode(), headers)
 
         def _not_found(self, code: str, message: str) -> None:
-            self._json(404, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
+            self._refuse(404, code, message)
+
+        def _refuse(self, status: int, code: str | None, message: str) -> None:
+            headers = {"X-Error-Message": message, **({"X-Error-Code": code} if code else {})}
+            self._json(status, {"error": message}, headers)
+
+        def _token(self) -> str | None:
+            auth = self.headers.get("Authorization") or ""
+            return auth[len("Bearer "):] if auth.startswith("Bearer ") else None
 
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -132,10 +175,14 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._resolve(path)
 
         def _lookup(self, repo_id: str, rev: str):
-            """The repo and the commit ``rev`` names, or None after answering 404 as the Hub does."""
+            """The repo and the commit ``rev`` names, or None after answering 401/403/404 as the Hub does."""
             repo = hub.repos.get(repo_id)
             if repo is None:
                 self._not_found("RepoNotFound", f"Repository {repo_id} not found")
+                return None
+            refused = hub.access(repo_id, self._token())
+            if refused is not None:
+                self._refuse(*refused)
                 return None
             oid = repo.resolve(rev)
             if oid is None:
@@ -162,12 +209,15 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             path, body = self._path(), self._body()
             if path == "/api/validate-yaml":
                 return self._json(200, {"errors": [], "warnings": []})
+            refused = hub.write_access(self._token())
+            if refused is not None:
+                return self._refuse(*refused)
             if path == "/api/repos/create":
                 req = json.loads(body)
                 repo_id = f"{req['organization']}/{req['name']}" if req.get("organization") else req["name"]
                 if repo_id in hub.repos:
                     return self._json(409, {"error": "You already created this model repo", "url": repo_id})
-                repo = Repo(private=bool(req.get("private")))
+                repo = Repo(private=bool(req.get("private")), readers={self._token()} - {None})
                 hub.repos[repo_id] = repo
                 hub.new_commit(repo, "main", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs\n"})
                 return self._json(200, {"url": f"{hub.url}/{repo_id}"})
@@ -213,8 +263,8 @@ def point_client_at(url: str, hf_home: Path, monkeypatch) -> None:
     """
     from huggingface_hub import constants
 
-    env = {"HF_ENDPOINT": url, "HF_HOME": str(hf_home), "HF_HUB_CACHE": str(hf_home / "hub"),
-           "HF_TOKEN": "hf_dummy_token", "HF_HUB_DISABLE_XET": "1", "NO_PROXY": "127.0.0.1,localhost",
+    env = {"HF_ENDPOINT": url, "HF_HOME": str(hf_home), "HF_HUB_CACHE": str(hf_home / "hub"), "HF_TOKEN": TOKEN,
+           "HF_HUB_DISABLE_XET": "1", "NO_PROXY": "127.0.0.1,localhost",
            "no_proxy": "127.0.0.1,localhost"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)

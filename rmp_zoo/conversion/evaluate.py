@@ -57,7 +57,7 @@ def evaluate(snn: SpikingNetwork, dataloader: Iterable[Any], T: Iterable[int] = 
     steps = sorted(set(T))
     device = next(snn.parameters(), torch.empty(0)).device
     ann_device = next(ann.parameters(), torch.empty(0)).device if ann is not None else device
-    correct, spikes = Counter(), {t: Counter() for t in steps}
+    correct, spikes, synops = Counter(), {t: Counter() for t in steps}, Counter()
     ann_correct, images, costs = 0, 0, None
     ann_mode = ann.training if ann is not None else False
     total = len(dataloader) if hasattr(dataloader, "__len__") else None
@@ -72,10 +72,11 @@ def evaluate(snn: SpikingNetwork, dataloader: Iterable[Any], T: Iterable[int] = 
             x, y = x.to(device), y.to(device)
             if costs is None:
                 costs = measure_costs(snn, x)
-            outputs, counts = run(snn, x, steps, count_spikes=True)
+            outputs, counts, ops = run(snn, x, steps, fanout=costs.fanout_map)
             for t in steps:
                 correct[t] += int((outputs[t].argmax(1) == y).sum())
                 spikes[t].update(counts[t])
+                synops[t] += sum(ops[t].values())
             if ann is not None:
                 with torch.no_grad():
                     ann_correct += int((ann(x.to(ann_device)).argmax(1).to(device) == y).sum())
@@ -86,7 +87,7 @@ def evaluate(snn: SpikingNetwork, dataloader: Iterable[Any], T: Iterable[int] = 
     if costs is None:
         raise ValueError("the dataloader yielded no batches")
 
-    synops = {t: sum(spikes[t][name] * costs.fanout[name] for name in costs.fanout) / images for t in steps}
+    synops = {t: synops[t] / images for t in steps}  # each neuron's spikes × its fan-out (stats.py)
     encoding = costs.encoding_macs
     return EvalResult(
         T=steps,

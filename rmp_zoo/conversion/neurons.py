@@ -47,7 +47,7 @@ class SpikingNeuron(nn.Module):
         self.out: torch.Tensor | None = None
         self.net_spikes: torch.Tensor | None = None  # signed or burst neurons: positive minus negative spikes so far
         self.steps = 0
-        self.spike_count: torch.Tensor | None = None
+        self.spike_count: torch.Tensor | None = None  # with count_spikes: each neuron's spikes so far
 
     def reset(self) -> None:
         """Forget membrane potential and spike counts: the next call starts a new simulation."""
@@ -73,8 +73,7 @@ class SpikingNeuron(nn.Module):
             spike.sub_((self.v < 0).logical_and_(self.net_spikes > 0).to(spike.dtype))  # -1.0 takes a spike back
             self.net_spikes.add_(spike)
         if self.count_spikes:
-            n = spike.count_nonzero()
-            self.spike_count = n if self.spike_count is None else self.spike_count + n
+            self._count(spike)
         if self.neuron == "if":
             self.v.addcmul_(self.v, spike, value=-1)  # v - v·1 = 0 where it fired, exactly
         out = spike.mul_(self.threshold)
@@ -96,11 +95,16 @@ class SpikingNeuron(nn.Module):
             spikes -= torch.minimum((-whole).clamp(0, self.burst), self.net_spikes)  # 0 unless v < 0
         self.net_spikes.add_(spikes)
         if self.count_spikes:
-            n = spikes.abs().sum().round().long()
-            self.spike_count = n if self.spike_count is None else self.spike_count + n
+            self._count(spikes)
         out = spikes.mul_(self.threshold)
         self.v.sub_(out)
         return out
+
+    def _count(self, spikes: torch.Tensor) -> None:
+        """Add this step's spikes (negative ones too) to each neuron's count: one add per step, no reduction."""
+        if self.spike_count is None:
+            self.spike_count = torch.zeros_like(spikes, dtype=torch.float32)
+        self.spike_count.add_(spikes.abs() if self.neuron == "signed" else spikes)
 
     def extra_repr(self) -> str:
         return (f"{self.neuron}, threshold={self.threshold.item():.4g}, initial_potential={self.initial_potential:g}"

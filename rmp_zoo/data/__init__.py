@@ -6,9 +6,10 @@ import difflib
 import pytorch_lightning as pl
 
 from .arrays import ArrayDataModule, ImageArrays
-from .base import NormalizedBatches, SplitDataModule
-from .cifar import CIFARDataModule, load_npz
+from .base import NormalizedBatches, SplitDataModule, balanced_order
+from .cifar import CIFARDataModule, load_npz, save_npz
 from .imagenet import ImageNetDataModule
+from .prepare import DownloadError, prepare_dataset
 from .synthetic import SyntheticDataModule
 
 DATASETS = ("cifar10", "cifar100", "imagenet", "synthetic")
@@ -32,4 +33,5 @@ def create_datamodule(name: str, num_classes: int | None = None, **kwargs) -> pl
 
 
 __all__ = ["create_datamodule", "DATASETS", "ArrayDataModule", "CIFARDataModule", "ImageNetDataModule",
-           "SyntheticDataModule", "SplitDataModule", "ImageArrays", "NormalizedBatches", "load_npz"]
+           "SyntheticDataModule", "SplitDataModule", "ImageArrays", "NormalizedBatches", "load_npz", "save_npz",
+           "balanced_order", "prepare_dataset", "DownloadError"]

@@ -49,6 +49,11 @@ class _UInt8Images(Dataset):
         self.x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # NCHW view, uint8
         self.y = torch.from_numpy(y.astype(np.int64))
 
+    @property
+    def targets(self) -> torch.Tensor:
+        """The labels, under torchvision's name (class-balanced subsets read them)."""
+        return self.y
+
     def __len__(self) -> int:
         return len(self.y)
 

@@ -12,7 +12,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageNetDataModule(SplitDataModule):
-    """``root/train`` supplies training and a seeded held-out validation slice; ``root/val`` is the test split."""
+    """``root/train`` supplies training and a seeded held-out validation slice; ``root/val`` is the test split.
+
+    Only the training loader augments; ``eval_batches("train")`` (calibration) reads the same training images with
+    the evaluation transform (resize, centre crop)."""
 
     name = "imagenet"
     mean, std = IMAGENET_MEAN, IMAGENET_STD
@@ -56,3 +59,4 @@ class ImageNetDataModule(SplitDataModule):
         self.classes = list(train_aug.classes)
         self._splits = {"train": Subset(train_aug, train_idx.tolist()), "val": Subset(train_eval, val_idx.tolist()),
                         "test": test}
+        self._eval_splits = {"train": Subset(train_eval, train_idx.tolist())}  # calibration: not augmented

@@ -56,9 +56,14 @@ def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], load_name:
     dataset = HUB_DATASETS.get(config["dataset"]["name"], (None, config["dataset"]["name"]))[1]
     compare = metrics.get("compare", [])
     other = [top1_by_T(c) for c in compare]
+    ann_uJ, energy = metrics["ann_energy_uJ_per_image"], metrics["energy_model"]
     rows = "\n".join(f"| {r['T']} | " + "".join(f"{o[r['T']]:.2f} | " for o in other)
-                     + f"**{r['top1']:.2f}** | {r['spikes_per_image']:.4g} | {r['synops_per_image']:.4g} |"
-                     for r in metrics["snn"])
+                     + f"**{r['top1']:.2f}** | {r['spikes_per_image']:.4g} | {r['synops_per_image']:.4g} | "
+                     f"{r['energy_uJ_per_image']:.4g} | {ann_uJ:.4g} |" for r in metrics["snn"])
+    costlier = [r for r in metrics["snn"] if r["energy_uJ_per_image"] > ann_uJ]
+    verdict = (f"**The SNN costs more energy than its ANN at T = {', '.join(str(r['T']) for r in costlier)}** (up to "
+               f"{max(r['energy_uJ_per_image'] for r in costlier) / ann_uJ:.2f}× the ANN's)." if costlier else
+               "The SNN costs less energy than its ANN at every T above.")
     heads = "".join(f"{c['label']} | " for c in compare)
     this = conversion_label(conv)
     steps = ",".join(str(r["T"]) for r in metrics["snn"])
@@ -104,12 +109,16 @@ Preprocessing: RGB scaled to [0, 1], {resize}, normalised with the mean and std 
 
 {dataset} test split, {metrics['num_images']} images. ANN top-1: **{metrics['ann_top1']:.2f}%**.
 
-SNN top-1 (%) at T time steps. **{this}** is this model (the spikes and SynOps columns are its own);
+SNN top-1 (%) at T time steps. **{this}** is this model (the spikes, SynOps and energy columns are its own);
 {"the other columns convert the same ANN differently, on the same images." if compare else ""}
 
-| T | {heads}**{this}** (this model) | spikes / image | SynOps / image |
-|---|{"---|" * len(compare)}---|---|---|
+| T | {heads}**{this}** (this model) | spikes / image | SynOps / image | SNN µJ / image | ANN µJ / image |
+|---|{"---|" * len(compare)}---|---|---|---|---|
 {rows}
+
+{verdict} Energy is estimated from operation counts ({energy['source']}): ANN = {energy['ann']}, SNN =
+{energy['snn']}; mac_pJ = {energy['mac_pJ']}, ac_pJ = {energy['ac_pJ']}. SynOps count, for each neuron, its spikes
+times the synapses each spike reaches (through pooling, padding, strides and residual paths).
 
 ![Top-1 accuracy against T]({PLOT})
 

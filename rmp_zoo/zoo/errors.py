@@ -24,3 +24,8 @@ class IntegrityError(ZooError):
 
 class HubUnavailableError(ZooError):
     """The Hub cannot be reached (offline mode, no connection) and the files are not in the local cache."""
+
+
+class HubAccessError(HubUnavailableError):
+    """The Hub answered but refused the files: authentication needed (401: no token, or one it does not accept), or
+    not authorised (403, or a gated repo whose access was not granted)."""
