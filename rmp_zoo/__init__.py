@@ -3,6 +3,6 @@ from .conversion import ConversionSettings, SpikingNetwork, conversion_error, co
 from .models import create_model, list_architectures
 from .zoo import list_models, load, load_ann, load_pair, transforms
 
-__all__ = ["create_model", "list_architectures", "convert", "ConversionSettings", "correct_bias", "simulate", "evaluate",
-           "conversion_error", "SpikingNetwork", "load", "load_ann", "load_pair", "transforms", "list_models"]
+__all__ = ["create_model", "list_architectures", "convert", "ConversionSettings", "correct_bias", "simulate",
+           "evaluate", "conversion_error", "SpikingNetwork", "load", "load_ann", "load_pair", "transforms", "list_models"]
 __version__ = "0.1.0"

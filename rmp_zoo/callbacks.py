@@ -49,8 +49,9 @@ class SNNEvaluation(pl.Callback):
         dm = trainer.datamodule
         ann = pl_module.model
         quick = dm.eval_batch_size if trainer.fast_dev_run else None  # a check run: one batch each
-        calibration = [x.to(pl_module.device) for x, _ in dm.eval_batches("train", limit=quick or self.calibration_images)
-                       ] if self.conversion.needs_data(ann) else None
+        calibration = None
+        if self.conversion.needs_data(ann):
+            calibration = [x.to(pl_module.device) for x, _ in dm.eval_batches("train", quick or self.calibration_images)]
         snn = convert(ann, calibration, settings=self.conversion)
         rank, world = trainer.global_rank, trainer.world_size  # each rank takes every world-th image of a batch
         batches = ((x[rank::world].to(pl_module.device), y[rank::world].to(pl_module.device))
@@ -70,7 +71,8 @@ class SNNEvaluation(pl.Callback):
             out = os.path.join(trainer.default_root_dir, "snn")
             os.makedirs(out, exist_ok=True)
             write_csv(metrics, os.path.join(out, f"{tag}.csv"))
-            plot_accuracy(metrics, os.path.join(out, f"{tag}.png"), f"{dm.name} {split}: {snn.settings.neuron.upper()} SNN vs ANN")
+            plot_accuracy(metrics, os.path.join(out, f"{tag}.png"),
+                          f"{dm.name} {split}: {snn.settings.neuron.upper()} SNN vs ANN")
             with open(os.path.join(out, f"{tag}.json"), "w") as f:
                 json.dump(metrics, f, indent=2)
 

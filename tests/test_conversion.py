@@ -9,7 +9,6 @@ from torch import nn
 
 from rmp_zoo.conversion import SpikingNetwork, calibrate, convert, correct_bias, evaluate, simulate
 from rmp_zoo.conversion.fold import fold_batchnorm
-from rmp_zoo.conversion.simulate import run
 from rmp_zoo.conversion.trace import prepare
 from rmp_zoo.models import create_model
 from rmp_zoo.models.resnet import PadShortcut
@@ -143,7 +142,7 @@ def test_fast_path_equals_step_by_step(images):
     ann = functional_resnet()
     for encoding in ("direct", "poisson"):
         snn = convert(ann, [images], encoding=encoding, initial_potential=0.5)
-        (fast, fast_spikes), (plain, plain_spikes) = (run(snn, images, [1, 7, 32], fast=f, count_spikes=True)
+        (fast, fast_spikes), (plain, plain_spikes) = (snn.run(images, [1, 7, 32], fast=f, count_spikes=True)
                                                       for f in (True, False))
         assert fast_spikes == plain_spikes  # the same spikes in every layer, cumulatively at each T
         for t in fast:

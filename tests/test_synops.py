@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from rmp_zoo.conversion import SpikingMaxPool, SpikingNeuron, convert, evaluate
-from rmp_zoo.conversion.simulate import run
 from rmp_zoo.conversion.stats import measure_costs
 from rmp_zoo.zoo.card import model_card
 
@@ -217,7 +216,7 @@ def test_poisson_input_spikes_are_weighted_by_the_inputs_fanout():
     inputs = []
     hook = snn.net.register_forward_pre_hook(lambda m, args: inputs.append(args[0].abs().sum(0)))
     try:
-        _, counts, synops = run(snn, x, [2, 5], fast=False, fanout=costs.fanout_map)
+        _, counts, synops = snn.run(x, [2, 5], fast=False, fanout=costs.fanout_map)
     finally:
         hook.remove()
     for t in (2, 5):

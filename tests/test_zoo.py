@@ -56,7 +56,8 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def folder(run_dir, tmp_path_factory) -> Path:
     return export(run_dir, "tiny-rmp", tmp_path_factory.mktemp("zoo") / "tiny-rmp", T=STEPS, limit=16,
-                  initial_potential=0.5, compare=("if:max",), calibration_images=32, progress=False)
+                  conversion={"initial_potential": 0.5}, compare=("if:max:0",), calibration_images=32,
+                  progress=False)
 
 
 @pytest.fixture(autouse=True)
@@ -178,7 +179,8 @@ def test_compared_conversion_is_measured_on_the_same_images(run_dir, folder):
     metrics, config = read_json(folder / METRICS), read_json(folder / "config.json")
     datamodule = build_datamodule(config["dataset"])
     datamodule.setup("test")
-    snn = convert(checkpoint_ann(run_dir), datamodule.eval_batches("train", 32), neuron="if", threshold="max")
+    snn = convert(checkpoint_ann(run_dir), datamodule.eval_batches("train", 32), neuron="if", threshold="max",
+                  initial_potential=0)
     result = evaluate(snn, datamodule.eval_batches("test", 16), T=STEPS, progress=False)
     (compared,) = metrics["compare"]
     assert compared["label"] == "IF, max θ" and compared["conversion"]["neuron"] == "if"
@@ -217,7 +219,8 @@ def test_local_dir_load_equals_fresh_conversion(run_dir, folder):
 
 
 def test_calibrated_thresholds_travel_with_the_weights(run_dir, tmp_path):
-    out = export(run_dir, "tiny-max", tmp_path / "tiny-max", threshold="99.9%", calibration_images=16, T=(4,),
+    out = export(run_dir, "tiny-max", tmp_path / "tiny-max", conversion={"threshold": "99.9%"}, calibration_images=16,
+                 T=(4,),
                  limit=8, progress=False)
     snn = load(f"local-dir:{out}")
     assert snn.threshold_method == "99.9%" and snn.pretrained_cfg["threshold_method"] == "99.9%"
@@ -232,8 +235,9 @@ def test_calibrated_thresholds_travel_with_the_weights(run_dir, tmp_path):
 def test_signed_burst_conversion_travels_end_to_end(run_dir, tmp_path):
     """Neuron and burst size are recorded in config.json and reapplied by load: the loaded SNN is the exported one,
     and its card numbers are what it measures."""
-    out = export(run_dir, "tiny-burst", tmp_path / "tiny-burst", neuron="signed", burst=2, initial_potential=0.5,
-                 T=(2, 4), limit=8, progress=False)
+    out = export(run_dir, "tiny-burst", tmp_path / "tiny-burst",
+                 conversion={"neuron": "signed", "burst": 2, "initial_potential": 0.5}, T=(2, 4), limit=8,
+                 progress=False)
     snn = load(f"local-dir:{out}")
     assert snn.config()["neuron"] == "signed" and snn.config()["burst"] == 2
     assert snn.pretrained_cfg["burst"] == 2 and "--burst 2" in read_json(out / METRICS)["command"]
@@ -242,6 +246,67 @@ def test_signed_burst_conversion_travels_end_to_end(run_dir, tmp_path):
     assert torch.equal(snn(x, T=4), reference(x, T=4))
     assert not torch.equal(snn(x, T=4), convert(checkpoint_ann(run_dir), threshold="trained", neuron="signed",
                                                 initial_potential=0.5)(x, T=4))
+
+
+def test_export_converts_as_the_run_did_unless_told_otherwise(tmp_path, monkeypatch):
+    """No flags: the settings of the run's SNN callback; a flag changes that one setting only."""
+    from rmp_zoo.cli import main
+
+    run = make_run(tmp_path / "run")
+    cfg = OmegaConf.load(run / "config.yaml")
+    cfg.callbacks = {"snn": {"conversion": {"neuron": "signed", "burst": 2, "initial_potential": 0.5}}}
+    OmegaConf.save(cfg, run / "config.yaml")
+    out = export(run, "tiny-recorded", tmp_path / "recorded", T=(2,), limit=8, progress=False)
+    conv = read_json(out / "config.json")["conversion"]
+    assert (conv["neuron"], conv["burst"], conv["initial_potential"], conv["maxpool"]) == ("signed", 2, 0.5, "gate")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(run), "--name", "tiny-flag", "--out", "flag", "--burst", "1", "--T", "2", "--limit",
+                 "8", "--quiet"]) == 0
+    conv = read_json(tmp_path / "flag" / "config.json")["conversion"]
+    assert (conv["neuron"], conv["burst"]) == ("signed", 1)
+
+
+def test_bias_correction_travels_to_the_loaded_network(run_dir, tmp_path):
+    """The corrected biases are stored with the weights: the loaded SNN is the exported one, not a fresh
+    uncorrected conversion."""
+    from rmp_zoo.zoo.measure import build_datamodule
+
+    out = export(run_dir, "tiny-bias", tmp_path / "tiny-bias", conversion={"bias_correction": 2},
+                 calibration_images=16, T=(2,), limit=8, progress=False)
+    snn = load(f"local-dir:{out}")
+    assert snn.config()["bias_correction"] == {"T": 2, "images": 16} and snn.settings.bias_correction == 2
+    datamodule = build_datamodule(read_json(out / "config.json")["dataset"])
+    datamodule.setup("fit")
+    reference = convert(checkpoint_ann(run_dir), datamodule.eval_batches("train", 16), bias_correction=2)
+    x = images()
+    assert torch.equal(snn(x, T=2), reference(x, T=2))
+    assert not torch.equal(snn(x, T=2), convert(checkpoint_ann(run_dir))(x, T=2))
+
+
+def test_loaded_model_names_its_expected_input(folder):
+    snn = load(f"local-dir:{folder}")
+    x = images()
+    for bad, problem in ((torch.full_like(x, float("nan")), "NaN"), ((x * 255).to(torch.uint8), "torch.uint8"),
+                         (x[0], r"unsqueeze\(0\)"), (x[:, :1], r"\(4, 1, 16, 16\)"),
+                         (torch.rand(4, 3, 32, 32), r"\(4, 3, 32, 32\)")):
+        with pytest.raises(ValueError, match=rf"expects a float tensor \[batch, 3, 16, 16\]: .*{problem}.*mean"):
+            snn(bad, T=2)
+
+
+def test_timm_and_torchvision_style_preprocessing(folder):
+    from PIL import Image
+    from timm.data import resolve_data_config
+
+    from rmp_zoo import transforms
+
+    snn = load(f"local-dir:{folder}")
+    cfg = resolve_data_config(model=snn)
+    pre = snn.pretrained_cfg["preprocessing"]
+    assert cfg["input_size"] == (3, 16, 16) and cfg["mean"] == tuple(pre["mean"]) and cfg["std"] == tuple(pre["std"])
+    pixels = torch.randint(0, 256, (16, 16, 3), dtype=torch.uint8)
+    expected = (pixels.permute(2, 0, 1) / 255 - torch.tensor(pre["mean"])[:, None, None]) / torch.tensor(
+        pre["std"])[:, None, None]
+    assert torch.allclose(transforms(snn)(Image.fromarray(pixels.numpy())), expected, atol=1e-6)
 
 
 def test_loading_never_unpickles(folder, monkeypatch):

@@ -12,7 +12,7 @@ from rich.progress import track
 from torch import nn
 
 from .network import SpikingNetwork
-from .simulate import DEFAULT_T, run
+from .simulate import DEFAULT_T
 from .stats import measure_costs
 
 MAC_PJ = 4.6  # 32-bit float multiply (3.7 pJ) + add (0.9 pJ), 45 nm, Horowitz (ISSCC 2014)
@@ -72,7 +72,7 @@ def evaluate(snn: SpikingNetwork, dataloader: Iterable[Any], T: Iterable[int] = 
             x, y = x.to(device), y.to(device)
             if costs is None:
                 costs = measure_costs(snn, x)
-            outputs, counts, ops = run(snn, x, steps, fanout=costs.fanout_map)
+            outputs, counts, ops = snn.run(x, steps, fanout=costs.fanout_map)
             for t in steps:
                 correct[t] += int((outputs[t].argmax(1) == y).sum())
                 spikes[t].update(counts[t])

@@ -17,7 +17,6 @@ from torch import nn
 from .fold import fold_batchnorm
 from .network import SpikingNetwork
 from .neurons import SpikingMaxPool
-from .simulate import run
 from .trace import activation_names, prepare
 
 OUTPUT = "output"  # the readout layer's name in the results (it does not spike)
@@ -110,7 +109,7 @@ def conversion_error(ann: nn.Module, snn: SpikingNetwork, batches: Iterable[Any]
 
         hooks = [m.register_forward_hook(_rate_recorder(name, steps, score)) for name, m in neurons.items()]
         try:
-            readouts, _ = run(snn, x, steps)
+            readouts, _ = snn.run(x, steps)
         finally:
             for h in hooks:
                 h.remove()

@@ -6,14 +6,13 @@ once per simulation instead of once per step.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import fx, nn
 
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
-from .simulate import simulate
 
 
 class SpikingNetwork(nn.Module):
@@ -35,7 +34,60 @@ class SpikingNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, T: int = 64) -> torch.Tensor:
         """Output averaged over ``T`` steps; a fresh simulation, so equal inputs give equal outputs."""
-        return simulate(self, x, [T])[T]
+        return self.run(x, [T])[0][T]
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor, T: int | Iterable[int], *, fast: bool = True, count_spikes: bool = False,
+            fanout: Mapping[str, torch.Tensor] | None = None) -> tuple:
+        """The time loop: one simulation up to max(T), read out at every requested T.
+
+        Returns ``{T: output averaged over T steps}``, plus (with ``count_spikes``) the cumulative spike count of every
+        layer at every T, plus (with ``fanout``, the per-neuron maps of ``measure_costs(snn, x).fanout_map``) a third
+        dict, the cumulative SynOps of every layer at every T: each neuron's spikes times its fan-out, summed.
+
+        Each step runs the step graph once; the readout layer does not spike, its outputs are summed and the result at
+        T is that sum / T, so several T from one run equal separate runs. Counting costs an addition per layer and
+        step, so it is off unless statistics are wanted. Under Poisson encoding the input spikes are counted as layer
+        ``"input"``. ``fast=False`` runs the whole graph every step (the reference the fast path is tested against).
+        """
+        steps = sorted({T} if isinstance(T, int) else set(T))
+        if not steps or steps[0] < 1:
+            raise ValueError(f"time steps must be positive integers, got {T!r}")
+        self.check_input(x)
+        if x.dim() == 4:  # channels-last convolutions are faster on CPU (benchmarks/simulation_speed.py)
+            x = x.contiguous(memory_format=torch.channels_last)
+        neurons = self.neurons()
+        self.reset()
+        count_spikes = count_spikes or fanout is not None
+        for neuron in neurons.values():
+            neuron.count_spikes = count_spikes
+        poisson = self.settings.encoding == "poisson"
+        generator = torch.Generator(x.device).manual_seed(self.settings.seed) if poisson else None
+        outputs, counts, synops = {}, {}, {}
+        input_spikes = torch.zeros_like(x, dtype=torch.float32) if generator is not None and count_spikes else None
+        total = None
+        try:
+            cached = self.static(x) if fast and not poisson else None  # direct encoding: the input layer runs once
+            for t in range(1, steps[-1] + 1):
+                inp = x if generator is None else _poisson(x, generator)
+                if input_spikes is not None:
+                    input_spikes.add_(inp.abs())
+                if not fast:
+                    out = self.net(inp)
+                elif cached is not None:
+                    out = self.step(*cached)
+                else:
+                    out = self.step(*self.static(inp))
+                total = out.clone() if total is None else total.add_(out)
+                if t in steps:
+                    outputs[t] = total / t
+                    if count_spikes:
+                        counts[t], synops[t] = _counts(neurons, input_spikes, fanout)
+        finally:
+            for neuron in neurons.values():
+                neuron.count_spikes = False
+            self.reset()
+        return (outputs, counts) if fanout is None else (outputs, counts, synops)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Refuse, naming the expected input, what would otherwise fail deep in the graph or pass silently: images
@@ -43,9 +95,11 @@ class SpikingNetwork(nn.Module):
         cfg = getattr(self, "pretrained_cfg", None) or {}
         rank, features = _input_layout(self.net)
         size = tuple(cfg["input_size"]) if "input_size" in cfg else None
-        expected = (f"a float tensor [batch, {', '.join(map(str, size))}]" if size else
-                    f"a float tensor of rank {rank}" + (f" with {features} channels in dim 1" if rank > 2 else
-                                                        f" with {features} features last") if rank else "a float tensor")
+        expected = "a float tensor"
+        if size:
+            expected += f" [batch, {', '.join(map(str, size))}]"
+        elif rank:
+            expected += f" of rank {rank} with {features} " + ("channels in dim 1" if rank > 2 else "features last")
         how = (f"; preprocess images as {cfg['name']} was trained: scale to [0, 1], then normalise with mean "
                f"{cfg['mean']} and std {cfg['std']} (rmp_zoo.transforms(model) does both)" if "mean" in cfg else "")
         problem = None
@@ -155,3 +209,23 @@ def split_static(gm: fx.GraphModule) -> tuple[fx.GraphModule, fx.GraphModule]:
         if node in dynamic or node.op == "output":
             env[node] = step.node_copy(node, env.__getitem__)
     return fx.GraphModule(gm, static, "StaticPart"), fx.GraphModule(gm, step, "StepPart")
+
+
+def _poisson(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Signed Bernoulli spikes: ±1 with probability |x| (clipped to 1), so the mean input is clip(x, -1, 1).
+
+    Inputs should lie in [-1, 1] (e.g. images in [0, 1]); larger magnitudes saturate.
+    """
+    return torch.bernoulli(x.abs().clamp(max=1), generator=generator).mul_(x.sign())
+
+
+def _counts(neurons: dict, input_spikes: torch.Tensor | None,
+            fanout: Mapping[str, torch.Tensor] | None) -> tuple[dict[str, int], dict[str, float]]:
+    """Spikes and (with ``fanout``) SynOps of every layer so far, from each neuron's count."""
+    per_neuron = {name: n.spike_count for name, n in neurons.items()}
+    if input_spikes is not None:
+        per_neuron = {"input": input_spikes, **per_neuron}
+    counts = {name: int(c.sum(dtype=torch.float64)) if c is not None else 0 for name, c in per_neuron.items()}
+    synops = {name: float((c * fanout[name]).sum(dtype=torch.float64)) if c is not None else 0.0
+              for name, c in per_neuron.items()} if fanout is not None else {}
+    return counts, synops

@@ -69,8 +69,9 @@ class ConversionSettings:
         """``settings`` (an object, a dict of fields, or the defaults) with ``changes`` applied; unknown names fail
         with the list of known ones."""
         fields = {f.name for f in dataclasses.fields(cls)}
-        given = {} if settings is None else dataclasses.asdict(settings) if isinstance(settings, cls) else dict(settings)
-        given = {k: v for k, v in given.items() if k != "_target_"}
+        if isinstance(settings, cls):
+            settings = dataclasses.asdict(settings)
+        given = {k: v for k, v in (settings or {}).items() if k != "_target_"}
         unknown = sorted(set(given) - fields) + sorted(set(changes) - fields)
         if unknown:
             raise ValueError(f"unknown conversion setting(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
