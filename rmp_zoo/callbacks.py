@@ -9,11 +9,8 @@ import pytorch_lightning as pl
 import torch
 
 from .conversion import ConversionSettings, convert
-from .zoo.measure import measure
+from .zoo.measure import Sharding, measure
 from .zoo.report import plot_accuracy, write_csv
-
-_PER_IMAGE = ("top1", "spikes_per_image", "synops_per_image", "energy_uJ_per_image")
-
 
 class SNNEvaluation(pl.Callback):
     """Convert on calibration batches of the training data, evaluate on validation or test data, log ``snn/acc@T``.
@@ -21,7 +18,7 @@ class SNNEvaluation(pl.Callback):
     Runs every ``every_n_epochs`` validation epochs on the validation split and, with ``at_end``, after
     ``trainer.test`` on the test split with the tested weights; each time on the first ``limit`` images (None: all).
     ``conversion`` is a ``ConversionSettings`` (or a dict of its fields): ``rmp-zoo export`` of the run converts the
-    same way. Under DDP each rank evaluates its shard of every batch and the per-image sums are reduced, as
+    same way. Under DDP each rank evaluates its shard of every batch and the counts are summed over ranks, as
     torchmetrics does. Results go to the loggers and, as CSV and an accuracy-vs-T plot, into ``<run dir>/snn/``.
     """
 
@@ -53,13 +50,11 @@ class SNNEvaluation(pl.Callback):
         if self.conversion.needs_data(ann):
             calibration = [x.to(pl_module.device) for x, _ in dm.eval_batches("train", quick or self.calibration_images)]
         snn = convert(ann, calibration, settings=self.conversion)
-        rank, world = trainer.global_rank, trainer.world_size  # each rank takes every world-th image of a batch
-        batches = ((x[rank::world].to(pl_module.device), y[rank::world].to(pl_module.device))
-                   for x, y in dm.eval_batches(split, limit=quick or self.limit) if len(y) > rank)
-        metrics = measure(snn, ann, batches, self.T, dataset=dm.name, batch_size=dm.eval_batch_size,
-                          command="SNNEvaluation callback", progress=trainer.is_global_zero)
+        metrics = measure(snn, ann, dm.eval_batches(split, limit=quick or self.limit), self.T, dataset=dm.name,
+                          batch_size=dm.eval_batch_size, command="SNNEvaluation callback",
+                          sharding=Sharding(trainer.global_rank, trainer.world_size,
+                                            lambda v: trainer.strategy.reduce(v, reduce_op="sum")))
         metrics["split"] = split
-        self._reduce(trainer, metrics)
         self.results[tag] = metrics
         logged = {f"snn/acc@{row['T']}": row["top1"] for row in metrics["snn"]}
         last = metrics["snn"][-1]
@@ -75,19 +70,3 @@ class SNNEvaluation(pl.Callback):
                           f"{dm.name} {split}: {snn.settings.neuron.upper()} SNN vs ANN")
             with open(os.path.join(out, f"{tag}.json"), "w") as f:
                 json.dump(metrics, f, indent=2)
-
-    @staticmethod
-    def _reduce(trainer: pl.Trainer, metrics: dict[str, Any]) -> None:
-        """Turn this rank's per-image averages into averages over all ranks' images."""
-        if trainer.world_size == 1:
-            return
-        n = metrics["num_images"]
-        values = [n, n * metrics["ann_top1"]] + [n * row[k] for row in metrics["snn"] for k in _PER_IMAGE]
-        total = trainer.strategy.reduce(torch.tensor(values, dtype=torch.float64, device=trainer.strategy.root_device),
-                                        reduce_op="sum").tolist()
-        metrics["num_images"] = int(total[0])
-        metrics["ann_top1"] = total[1] / total[0]
-        sums = iter(total[2:])
-        for row in metrics["snn"]:
-            for k in _PER_IMAGE:
-                row[k] = next(sums) / total[0]

@@ -125,10 +125,11 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .zoo.loader import load_pair
-    from .zoo.measure import build_datamodule, measure
+    from .zoo.measure import build_datamodule, launch, measure
     from .zoo.report import plot_accuracy, results_table, write_csv
 
-    ann, snn = load_pair(args.name, map_location=args.device)
+    sharding, device = launch(args.device, args.devices, args.strategy, args.num_nodes)
+    ann, snn = load_pair(args.name, map_location=device)
     folder = Path(snn.pretrained_cfg["folder"])
     config, published = read_json(folder / CONFIG), read_json(folder / METRICS)
     steps = args.T or [row["T"] for row in published["snn"]]
@@ -139,7 +140,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     command = ["rmp-zoo", "eval", args.name, "--T", ",".join(map(str, steps)), "--limit", str(limit),
                "--batch-size", str(batch_size), *(["--data-root", args.data_root] if args.data_root else [])]
     metrics = measure(snn, ann, datamodule.eval_batches("test", limit), steps, dataset=config["dataset"]["name"],
-                      batch_size=batch_size, command=shlex.join(command), progress=not args.quiet)
+                      batch_size=batch_size, command=shlex.join(command), progress=not args.quiet, sharding=sharding)
+    if not sharding.is_main:
+        return 0
     metrics = {"model": args.name, "revision": snn.pretrained_cfg["revision"], **metrics}
     same_images = metrics["num_images"] == published["num_images"]  # else the published numbers do not compare
     console.print(results_table(metrics, args.name, published if same_images else None))
@@ -157,10 +160,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     import torch
 
-    from .conversion import convert
+    from .conversion import ConversionSettings, convert
     from .conversion.layer_error import conversion_error
     from .zoo.loader import load_pair
-    from .conversion import ConversionSettings
     from .zoo.measure import build_datamodule, calibration_batches
     from .zoo.report import layer_error_table, plot_layer_error, write_layer_error_csv
 
@@ -187,13 +189,17 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .zoo.export import export
+    from .zoo.measure import launch
     from .zoo.report import results_table
 
+    sharding, device = launch(args.device, args.devices, args.strategy, args.num_nodes)
     out = export(args.run_dir, args.name, args.out, conversion=_conversion_flags(args), T=args.T,
-                 data_root=args.data_root,
-                 limit=args.limit, batch_size=args.batch_size, calibration_images=args.calibration_images,
-                 device=args.device, repo_id=args.repo_id, recipe=args.recipe, compare=args.compare,
-                 force=args.force, progress=not args.quiet)
+                 data_root=args.data_root, limit=args.limit, batch_size=args.batch_size,
+                 calibration_images=args.calibration_images, device=str(device), repo_id=args.repo_id,
+                 recipe=args.recipe, compare=args.compare, force=args.force, progress=not args.quiet,
+                 sharding=sharding)
+    if not sharding.is_main:
+        return 0
     metrics = read_json(out / METRICS)
     console.print(results_table(metrics, args.name))
     console.print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
@@ -264,6 +270,14 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    """Lightning's way to share one evaluation over processes; the result equals one process's."""
+    p.add_argument("--devices", default=1, type=lambda v: v if v == "auto" else int(v),
+                   help="processes (GPUs, or CPU processes with --strategy ddp) per node (default 1)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: one process)")
+    p.add_argument("--num-nodes", type=int, default=1, help="nodes of a multi-node run (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rmp-zoo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -291,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the results as JSON to this file")
     p.add_argument("--out", help="folder for eval.csv and the plot (default outputs/eval/NAME)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    _add_scale_out(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
@@ -330,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-images", type=int, default=4096,
                    help="training images for data-driven thresholds and bias correction")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    _add_scale_out(p)
     p.add_argument("--repo-id", help="Hub repo named in the card (default rmp-zoo/NAME)")
     p.add_argument("--recipe", help="training command for the card (default: the registry's)")
     p.add_argument("--compare", action="append", default=[], metavar="NEURON:THRESHOLD[:INITIAL[:BURST]]",

@@ -76,6 +76,29 @@ def test_push_to_a_branch_and_keep_the_card(folder, run, hub, tmp_path):
     assert code == 0 and "T=8:" in stdout
 
 
+def test_two_process_eval_equals_one_process(folder, tmp_path):
+    """``--devices 2 --strategy ddp``: two CPU processes (gloo) share the images and sum their counts."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for devices in (1, 2):
+        out = tmp_path / f"eval{devices}.json"
+        proc = subprocess.run([sys.executable, "-m", "rmp_zoo.cli", "eval", f"local-dir:{folder}", "--device", "cpu",
+                               "--devices", str(devices), "--strategy", "ddp" if devices > 1 else "auto", "--quiet",
+                               "--json", str(out), "--out", str(tmp_path / f"report{devices}")],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[devices] = json.loads(out.read_text())
+    one, two = results[1], results[2]
+    assert one["num_images"] == two["num_images"] == 16 and one["ann_top1"] == two["ann_top1"]
+    for a, b in zip(one["snn"], two["snn"], strict=True):
+        assert (a["T"], a["top1"], a["spikes_per_image"]) == (b["T"], b["top1"], b["spikes_per_image"])
+        assert a["synops_per_image"] == pytest.approx(b["synops_per_image"], rel=1e-12)
+
+
 def test_list_and_info_of_unbuilt_models(run):
     code, stdout, _ = run("list")
     assert code == 0 and stdout.count("not built") == sum(not e.built for e in ZOO.values())

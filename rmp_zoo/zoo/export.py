@@ -23,7 +23,7 @@ from .errors import ZooError
 from .folder import (CARD, CONFIG, FORMAT_VERSION, METRICS, PLOT, WEIGHTS, library_version, read_json, read_weights,
                      write_json, write_weights)
 from .loader import build_ann, build_snn
-from .measure import build_datamodule, calibration_batches, measure, measure_alternative
+from .measure import Sharding, build_datamodule, calibration_batches, measure, measure_alternative
 from .registry import DATA_NEEDED, HUB_ORG, ZOO
 from .report import plot_accuracy
 
@@ -77,14 +77,15 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *,
            conversion: ConversionSettings | Mapping[str, Any] | None = None, T: Iterable[int] = EXPORT_T,
            data_root: str | None = None, limit: int | None = None, batch_size: int | None = None, calibration_images: int = 4096, device: str = "cpu",
            repo_id: str | None = None, recipe: str | None = None, compare: Sequence[str] = (),
-           force: bool = False, progress: bool = True) -> Path:
+           force: bool = False, progress: bool = True, sharding: Sharding = Sharding()) -> Path:
     """Write the zoo folder for the best checkpoint of ``run_dir`` to ``out`` (default ``checkpoints/<name>``).
 
     ``conversion`` defaults to the settings the run's SNN callback converted with, so the export is the SNN the run
     reported. Data-driven thresholds and bias correction use up to ``calibration_images`` training images. Accuracy
     is measured on the test split (its first ``limit`` images). ``compare`` lists other conversions of the same ANN
     (``if:max``, ``rmp:max``: see ``ConversionSettings.parse``), measured on the same images, so the card shows what
-    the published settings gain.
+    the published settings gain. With ``sharding`` (``measure.launch``), the processes share the measurements and
+    the main one writes the folder.
     """
     out = Path(out if out is not None else Path("checkpoints") / name)
     if out.exists() and any(out.iterdir()) and not force:
@@ -123,17 +124,22 @@ def export(run_dir: str | Path, name: str, out: str | Path | None = None, *,
         ann_back = build_ann(config, weights, folder).to(device)
         snn_back = build_snn(ann_back, config, stored, stored_shifts)
         metrics = measure(snn_back, ann_back, datamodule.eval_batches("test", limit), T, dataset=dataset["name"],
-                          batch_size=datamodule.eval_batch_size, command=command, progress=progress)
+                          batch_size=datamodule.eval_batch_size, command=command, progress=progress,
+                          sharding=sharding)
         metrics["compare"] = [
             measure_alternative(convert(ann_back, calibration, settings=alternative),
-                                datamodule.eval_batches("test", limit), T, progress=progress)
+                                datamodule.eval_batches("test", limit), T, progress=progress, sharding=sharding)
             for alternative in alternatives]
         write_json(folder / METRICS, metrics)
         plot_accuracy(metrics, folder / PLOT, name)
         (folder / CARD).write_text(model_card(config, metrics, name if name in ZOO else f"hf-hub:{repo_id}"),
                                    encoding="utf-8")
 
-    _write_atomically(out, write)
+    if sharding.is_main:
+        _write_atomically(out, write)
+    else:  # the same steps, to take part in every measurement; the main process writes the folder
+        with tempfile.TemporaryDirectory() as scratch:
+            write(Path(scratch))
     return out
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -54,10 +55,37 @@ def calibration_batches(datamodule, ann: nn.Module, settings: Iterable[Conversio
     return datamodule.eval_batches("train", images) if any(s.needs_data(ann) for s in settings) else None
 
 
+@dataclass(frozen=True)
+class Sharding:
+    """How one evaluation is split over processes: this one's rank, their number, and a sum over all of them."""
+
+    rank: int = 0
+    world: int = 1
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launch(accelerator: str, devices: int | str = 1, strategy: str = "auto",
+           num_nodes: int = 1) -> tuple[Sharding, torch.device]:
+    """Start the processes of a Lightning strategy (``ddp`` over ``devices`` × ``num_nodes``, or one process) and
+    return this process's sharding and device; an evaluation sharded this way equals one process's."""
+    from lightning_fabric import Fabric  # here: Lightning is only needed to evaluate, not to load
+
+    fabric = Fabric(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)
+    fabric.launch()
+    return Sharding(fabric.global_rank, fabric.world_size,
+                    lambda v: fabric.all_reduce(v, reduce_op="sum")), fabric.device
+
+
 def measure(snn: SpikingNetwork, ann: nn.Module, batches: Iterable[Any], T: Iterable[int], *, dataset: str,
-            batch_size: int, command: str, progress: bool = True) -> dict[str, Any]:
-    """ANN and per-T SNN top-1 (percent), spikes, SynOps and energy per image on ``batches`` of the test split."""
-    r = evaluate(snn, batches, T=T, ann=ann, progress=progress)
+            batch_size: int, command: str, progress: bool = True, sharding: Sharding = Sharding()) -> dict[str, Any]:
+    """ANN and per-T SNN top-1 (percent), spikes, SynOps and energy per image on ``batches`` of the test split,
+    shared out over the processes of ``sharding``."""
+    r = evaluate(snn, batches, T=T, ann=ann, progress=progress and sharding.is_main,
+                 shard=(sharding.rank, sharding.world), all_reduce=sharding.all_reduce)
     rows = per_step_rows(r)
     return {"dataset": dataset, "split": "test", "num_images": r.num_images, "batch_size": batch_size,
             "ann_top1": r.ann_top1, "ann_macs_per_image": r.ann_macs_per_image,
@@ -74,10 +102,11 @@ def per_step_rows(r) -> list[dict[str, float]]:
 
 
 def measure_alternative(snn: SpikingNetwork, batches: Iterable[Any], T: Iterable[int], *,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, sharding: Sharding = Sharding()) -> dict[str, Any]:
     """Another conversion of the same ANN on the same batches: what the published one is compared against."""
-    return {"label": conversion_label(snn.config()), "conversion": snn.config(),
-            "snn": per_step_rows(evaluate(snn, batches, T=T, progress=progress))}
+    r = evaluate(snn, batches, T=T, progress=progress and sharding.is_main, shard=(sharding.rank, sharding.world),
+                 all_reduce=sharding.all_reduce)
+    return {"label": conversion_label(snn.config()), "conversion": snn.config(), "snn": per_step_rows(r)}
 
 
 def conversion_label(conv: Mapping[str, Any]) -> str:
