@@ -19,7 +19,8 @@ import torch
 
 from rmp_zoo import ConversionSettings, convert, evaluate, load_pair
 from rmp_zoo.zoo.folder import CONFIG, read_json
-from rmp_zoo.zoo.measure import build_datamodule, calibration_batches, machine
+from rmp_zoo.machine import machine
+from rmp_zoo.zoo.measure import build_datamodule, calibration_batches
 
 
 def build(ann, spec: str, datamodule, T_max: int, calibration_images: int):

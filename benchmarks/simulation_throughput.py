@@ -20,7 +20,7 @@ import torch
 from timing import dense_forwards, median_seconds_per_item
 
 import rmp_zoo
-from rmp_zoo.zoo.measure import machine
+from rmp_zoo.machine import machine
 
 
 def contenders(arch: str, num_classes: int, steps: int, device: torch.device, seed: int) -> dict:

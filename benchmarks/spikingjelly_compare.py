@@ -40,7 +40,7 @@ import rmp_zoo
 from rmp_zoo.data import create_datamodule
 from rmp_zoo.models.resnet import BasicBlock, PadShortcut
 from rmp_zoo.training import ClassificationModule
-from rmp_zoo.zoo.measure import machine as zoo_machine
+from rmp_zoo.machine import machine as zoo_machine
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 Simulator = Callable[[torch.Tensor, list[int]], dict[int, torch.Tensor]]  # (x, T list) -> {T: mean output}

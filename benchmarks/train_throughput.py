@@ -35,7 +35,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from rmp_zoo.models import QCFS
-from rmp_zoo.zoo.measure import machine
+from rmp_zoo.machine import machine
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -9,8 +9,8 @@ import pytorch_lightning as pl
 import torch
 
 from .conversion import ConversionSettings, convert
-from .zoo.measure import Sharding, measure
-from .zoo.report import plot_accuracy, write_csv
+from .conversion.record import Sharding, measure
+from .conversion.report import plot_accuracy, write_csv
 
 class SNNEvaluation(pl.Callback):
     """Convert on calibration batches of the training data, evaluate on validation or test data, log ``snn/acc@T``.

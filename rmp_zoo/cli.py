@@ -125,8 +125,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .zoo.loader import load_pair
-    from .zoo.measure import build_datamodule, launch, measure
-    from .zoo.report import plot_accuracy, results_table, write_csv
+    from .conversion.record import measure
+    from .conversion.report import plot_accuracy, results_table, write_csv
+    from .zoo.measure import build_datamodule, launch
 
     sharding, device = launch(args.device, args.devices, args.strategy, args.num_nodes)
     ann, snn = load_pair(args.name, map_location=device)
@@ -164,7 +165,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from .conversion.layer_error import conversion_error
     from .zoo.loader import load_pair
     from .zoo.measure import build_datamodule, calibration_batches
-    from .zoo.report import layer_error_table, plot_layer_error, write_layer_error_csv
+    from .conversion.report import layer_error_table, plot_layer_error, write_layer_error_csv
 
     ann, snn = load_pair(args.name, map_location=args.device)
     config = read_json(Path(snn.pretrained_cfg["folder"]) / CONFIG)
@@ -190,7 +191,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .zoo.export import export
     from .zoo.measure import launch
-    from .zoo.report import results_table
+    from .conversion.report import results_table
 
     sharding, device = launch(args.device, args.devices, args.strategy, args.num_nodes)
     out = export(args.run_dir, args.name, args.out, conversion=_conversion_flags(args), T=args.T,

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from huggingface_hub import EvalResult, ModelCardData
 
 from .folder import PLOT
-from .measure import conversion_label, top1_by_T
+from ..conversion.record import conversion_label, top1_by_T
 
 TAGS = ["spiking-neural-network", "ann-to-snn", "image-classification", "rmp"]
 LICENSE = "apache-2.0"

@@ -23,9 +23,10 @@ from .errors import ZooError
 from .folder import (CARD, CONFIG, FORMAT_VERSION, METRICS, PLOT, WEIGHTS, library_version, read_json, read_weights,
                      write_json, write_weights)
 from .loader import build_ann, build_snn
-from .measure import Sharding, build_datamodule, calibration_batches, measure, measure_alternative
+from ..conversion.record import Sharding, measure, measure_alternative
+from .measure import build_datamodule, calibration_batches
 from .registry import DATA_NEEDED, HUB_ORG, ZOO
-from .report import plot_accuracy
+from ..conversion.report import plot_accuracy
 
 EXPORT_T = (1, 2, 4, 8, 16, 32, 64, 128)
 DATA_KEYS_DROPPED = ("_target_", "name", "root", "download")  # per machine, not part of the dataset's identity

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 
 from rich.table import Table
 
-from ..conversion.layer_error import OUTPUT, ConversionError
-from .measure import conversion_label, top1_by_T
+from .layer_error import OUTPUT, ConversionError
+from .record import conversion_label, top1_by_T
 
 CSV_FIELDS = ("T", "top1", "spikes_per_image", "synops_per_image", "energy_uJ_per_image")
 
