@@ -14,6 +14,7 @@ A folder (``checkpoints/<name>/``, an export, or a Hub snapshot) holds
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -32,9 +33,11 @@ ANN_PREFIX, THRESHOLD_PREFIX, SHIFT_PREFIX = "ann.", "snn_threshold.", "snn_bias
 
 
 def library_version() -> str:
-    from .. import __version__  # at call time: rmp_zoo/__init__ imports the zoo before it sets __version__
-
-    return __version__
+    """The installed rmp_zoo version (from the package metadata: the zoo does not import the package root)."""
+    try:
+        return importlib.metadata.version("rmp-zoo")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def sha256_file(path: str | Path) -> str:
