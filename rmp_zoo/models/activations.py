@@ -6,8 +6,8 @@ are trained with the weights and travel in the state dict; the converter reads t
 
 Nothing stops SGD from pushing a θ through zero. QCFS still computes with a negative θ (its outputs turn
 non-positive), so training carries on, but no spiking neuron can stand for that layer and the network cannot be
-converted (one 16-epoch QCFS ResNet-20 CIFAR-10 run ended with θ = -1.52). So each activation projects its own θ back
-to at least ``MIN_THRESHOLD`` before it computes: whatever loop trains it, every forward pass sees θ >= 0.01.
+converted. So each activation projects its own θ back to at least ``MIN_THRESHOLD`` before it computes: whatever
+loop trains it, every forward pass sees θ >= 0.01 (``tests/test_train.py`` drives every θ below zero and back).
 """
 from __future__ import annotations
 
