@@ -77,7 +77,7 @@ def test_missing_data_fails_before_writing(tmp_path):
     out = tmp_path / "run"
     proc = run_train("recipe=resnet20_cifar10", f"data.root={tmp_path / 'nodata'}", "data.download=false",
                      f"hydra.run.dir={out}")
-    assert proc.returncode != 0 and "materialize.py" in proc.stderr
+    assert proc.returncode != 0 and "prepare-data" in proc.stderr
     assert not out.exists()
 
 
@@ -140,7 +140,7 @@ def test_training_keeps_thresholds_positive(activation):
     """A step that drives θ through zero is projected back to MIN_THRESHOLD, so the ANN stays convertible."""
     from rmp_zoo.conversion import convert
     from rmp_zoo.training import ClassificationModule
-    from rmp_zoo.training.module import MIN_THRESHOLD
+    from rmp_zoo.models.activations import MIN_THRESHOLD
 
     module = ClassificationModule(arch="resnet20", num_classes=4, activation=activation, act_threshold=0.5)
     thresholds = [m.threshold for m in module.model.modules() if hasattr(m, "threshold")]
@@ -148,7 +148,7 @@ def test_training_keeps_thresholds_positive(activation):
     sum(thresholds).backward()  # gradient 1 and lr 1: every θ falls from 0.5 to -0.5
     optimizer.step()
     assert all(t.item() < 0 for t in thresholds)
-    module.on_train_batch_end(None, None, 0)  # the hook Lightning calls after every optimizer step
+    module.model(torch.rand(2, 3, 16, 16))  # the next forward pass, in any training loop, projects θ first
     assert all(t.item() == pytest.approx(MIN_THRESHOLD) for t in thresholds)
     convert(module.model.eval(), threshold="trained")  # converts; with θ < 0 it raised
 
@@ -177,12 +177,14 @@ def test_checkpoints_are_never_selected_on_the_test_split():
 
 
 def test_bad_snn_settings_fail_before_training():
+    from rmp_zoo import ConversionSettings
     from rmp_zoo.callbacks import SNNEvaluation
-    from rmp_zoo.zoo.measure import parse_conversion
 
     with pytest.raises(ValueError, match="reset by subtraction"):
-        SNNEvaluation(neuron="if", burst=2)
+        SNNEvaluation(conversion={"neuron": "if", "burst": 2})
+    with pytest.raises(ValueError, match="unknown conversion setting.*neurons"):
+        SNNEvaluation(conversion={"neurons": "if"})
     with pytest.raises(ValueError, match="if:max:0:2"):
-        parse_conversion("if:max:0:2")
-    assert parse_conversion("signed:trained:0.5:2") == {"neuron": "signed", "threshold": "trained",
-                                                        "initial_potential": 0.5, "burst": 2}
+        ConversionSettings.parse("if:max:0:2")
+    assert ConversionSettings.parse("signed:trained:0.5:2") == ConversionSettings(
+        neuron="signed", threshold="trained", initial_potential=0.5, burst=2)
