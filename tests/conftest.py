@@ -48,6 +48,28 @@ def compose_recipe(tmp_path):
     GlobalHydra.instance().clear()
 
 
+@pytest.fixture
+def isolated_zoo(tmp_path, monkeypatch):
+    """No test sees the repository's checkpoints/, a user's RMP_ZOO_HOME or their Hub cache; the Hub client points
+    at a closed port until a test starts one (``hub``)."""
+    import rmp_zoo.zoo.loader as zoo_load
+    from hub_server import point_client_at
+
+    monkeypatch.setattr(zoo_load, "REPO_CHECKPOINTS", tmp_path / "checkpoints")
+    monkeypatch.delenv("RMP_ZOO_HOME", raising=False)
+    point_client_at("http://127.0.0.1:9", tmp_path / "hf_home", monkeypatch)
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A Hub on 127.0.0.1 (tests/hub_server.py) that the real huggingface_hub client talks to."""
+    from hub_server import HubServer, point_client_at
+
+    with HubServer() as server:
+        point_client_at(server.url, tmp_path / "hf_home", monkeypatch)
+        yield server
+
+
 def make_image_folder(root: Path, classes: int = 3, per_class: int = 4, size: int = 40) -> Path:
     """Write ``root/train`` and ``root/val`` ImageFolder trees of random JPEGs."""
     rng = np.random.default_rng(0)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import pytest
 from rich.console import Console
-from test_zoo import STEPS, folder, hub, isolated, make_run, run_dir  # noqa: F401  (fixtures)
+from test_zoo import STEPS, folder, make_run, run_dir  # noqa: F401  (fixtures)
 
 from rmp_zoo import cli
 from rmp_zoo.zoo.folder import LOAD_FILES, METRICS, PLOT, hash_folder, read_json
 from rmp_zoo.zoo.registry import ZOO, ZooEntry
+
+pytestmark = pytest.mark.usefixtures("one_thread", "isolated_zoo")
 
 
 @pytest.fixture

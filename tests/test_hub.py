@@ -12,7 +12,6 @@ import torch
 from hub_server import TOKEN, HubServer, Repo, point_client_at
 from safetensors.torch import save_file
 
-import rmp_zoo.zoo.loader as zoo_load
 from rmp_zoo.zoo import HubUnavailableError, ZooEntry, load, push
 from rmp_zoo.zoo.errors import HubAccessError
 from rmp_zoo.zoo.folder import CONFIG, LOAD_FILES, METRICS, WEIGHTS
@@ -23,19 +22,7 @@ FAST = 10.0  # seconds: an unreachable Hub must be reported well within this (it
 WITHOUT_HUB = r"HF_HUB_OFFLINE.*'local-dir:PATH'.*\$RMP_ZOO_HOME"
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No test sees the repository's checkpoints/, a user's RMP_ZOO_HOME or their Hub cache."""
-    monkeypatch.setattr(zoo_load, "REPO_CHECKPOINTS", tmp_path / "checkpoints")
-    monkeypatch.delenv("RMP_ZOO_HOME", raising=False)
-    point_client_at("http://127.0.0.1:9", tmp_path / "hf_home", monkeypatch)
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    with HubServer() as server:
-        point_client_at(server.url, tmp_path / "hf_home", monkeypatch)
-        yield server
+pytestmark = pytest.mark.usefixtures("isolated_zoo")
 
 
 @pytest.fixture

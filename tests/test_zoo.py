@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from hub_server import HubServer, point_client_at
 from omegaconf import OmegaConf
 
 import rmp_zoo.zoo.loader as zoo_load
@@ -20,7 +19,7 @@ from rmp_zoo.zoo import (HubUnavailableError, IncompleteFolderError, IntegrityEr
 from rmp_zoo.zoo.folder import CARD, METRICS, WEIGHTS, hash_folder, read_json
 from rmp_zoo.zoo.registry import ZOO
 
-REPO_CHECKPOINTS = zoo_load.REPO_CHECKPOINTS  # before the autouse fixture points it elsewhere
+REPO_CHECKPOINTS = zoo_load.REPO_CHECKPOINTS  # before the isolated_zoo fixture points it elsewhere
 
 STEPS = (1, 2, 4, 8)
 HPARAMS = {"arch": "resnet20", "num_classes": 4, "activation": "qcfs", "act_threshold": 2.0, "qcfs_levels": 4,
@@ -60,20 +59,7 @@ def folder(run_dir, tmp_path_factory) -> Path:
                   progress=False)
 
 
-@pytest.fixture(autouse=True)
-def isolated(one_thread, tmp_path, monkeypatch):
-    """No test sees the repository's checkpoints/, a user's RMP_ZOO_HOME or their Hub cache. One torch thread:
-    these models are tiny (``one_thread``)."""
-    monkeypatch.setattr(zoo_load, "REPO_CHECKPOINTS", tmp_path / "checkpoints")
-    monkeypatch.delenv("RMP_ZOO_HOME", raising=False)
-    point_client_at("http://127.0.0.1:9", tmp_path / "hf_home", monkeypatch)
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    with HubServer() as server:
-        point_client_at(server.url, tmp_path / "hf_home", monkeypatch)
-        yield server
+pytestmark = pytest.mark.usefixtures("one_thread", "isolated_zoo")  # tiny models gain nothing from threads
 
 
 @pytest.fixture
