@@ -30,7 +30,7 @@ callbacks:
   timer: {_target_: pytorch_lightning.callbacks.Timer}
   progress: {_target_: pytorch_lightning.callbacks.TQDMProgressBar, refresh_rate: 20}
 logger:
-  csv: {_target_: pytorch_lightning.loggers.CSVLogger, save_dir: '${paths.output_dir}', name: '', version: csv}
+  csv: {_target_: pytorch_lightning.loggers.CSVLogger, save_dir: '${paths.output_dir}', name: '', version: 'csv/${now:%Y-%m-%d_%H-%M-%S_%f}'}
   tensorboard: {_target_: pytorch_lightning.loggers.TensorBoardLogger, save_dir: '${paths.output_dir}', name: '',
                 version: tensorboard}
 """)

@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import signal
@@ -124,6 +125,13 @@ def test_killed_run_resumes_exactly(tmp_path):
     for name, tensor in expected["state_dict"].items():
         assert torch.equal(final["state_dict"][name], tensor), f"{name} differs after resuming"
     assert final["lr_schedulers"] == expected["lr_schedulers"]
+    first_log, resumed_log = sorted((out / "csv").glob("*/metrics.csv"))  # the resume kept the first run's curve
+    assert min(_epochs(resumed_log)) == killed_at + 1 and min(_epochs(first_log)) == 0
+
+
+def _epochs(metrics_csv: Path) -> set[int]:
+    with open(metrics_csv, newline="") as f:
+        return {int(row["epoch"]) for row in csv.DictReader(f) if row["epoch"]}
 
 
 def _epoch(path: Path) -> int:
