@@ -1,9 +1,10 @@
 """Simulation speed and time-to-accuracy of rmp_zoo's SNN simulator next to SpikingJelly 2.x and the dense ANN.
 
 Part 1, cost per image-step: on the first test images at each ``--batch-sizes`` value, the dense ANN forward (NCHW
-and channels-last, BatchNorm as trained), rmp_zoo's simulator (fast path, and the plain path that runs the whole
-graph every step) and SpikingJelly's converted network (single-step mode, as its converter returns it) are timed in
-turn, round after round, after one untimed warm-up call each; the median of ``--repeats`` rounds is reported.
+and channels-last with BatchNorm as trained, and channels-last with BatchNorm folded as in the SNN), rmp_zoo's
+simulator (step by step or multi-step, neuron updates op by op or fused; "rmp_zoo SNN" is the default, multi-step
+and fused) and SpikingJelly's converted network (single-step mode, as its converter returns it) are timed in turn,
+round after round, after one untimed warm-up call each; the median of ``--repeats`` rounds is reported.
 
 Part 2, time to accuracy: every contender simulates the first ``--images`` test images for ``--T-max`` steps with
 top-1 read out at every step, timed as in ``spikingjelly_compare.py``. The time to reach ANN - 1% is the measured
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import matplotlib
 import torch
+from simulation_throughput import DEFAULT, FOLDED, folded_forward, snn_contenders
 from spikingjelly_compare import (Contender, load_ann, load_batches, machine, run, simulate_spikingjelly,
                                   spikingjelly_compatible, spikingjelly_contenders, spikingjelly_thresholds)
 from timing import dense_forwards, median_seconds_per_item, timed
@@ -58,11 +60,12 @@ def with_relu(ann: nn.Module) -> nn.Module:
 @torch.no_grad()
 def cost_per_image_step(ann: nn.Module, snn: rmp_zoo.SpikingNetwork, sj_snn: nn.Module, images: torch.Tensor,
                         batch_sizes: list[int], steps: int, repeats: int) -> list[dict]:
-    """Median seconds per image (ANN) or per image-step (SNNs) of every contender at every batch size."""
+    """Median seconds per image (ANN) or per image-step (SNNs) of every contender at every batch size: the dense ANN
+    (BatchNorm as trained, and folded as in the SNN), rmp_zoo's simulator with each speed lever on or off
+    (``simulation_throughput.py``; "rmp_zoo SNN" is the default path) and SpikingJelly's."""
     contenders = {
-        **{name: (1, fn) for name, fn in dense_forwards(ann).items()},
-        "rmp_zoo SNN": (steps, lambda x: rmp_zoo.simulate(snn, x, [steps])),
-        "rmp_zoo SNN, plain path": (steps, lambda x: rmp_zoo.simulate(snn, x, [steps], fast=False)),
+        **{name: (1, fn) for name, fn in dense_forwards(ann).items()}, FOLDED: (1, folded_forward(ann)),
+        **{name.replace(DEFAULT, "rmp_zoo SNN"): c for name, c in snn_contenders(snn, steps).items()},
         "SpikingJelly SNN": (steps, lambda x: simulate_spikingjelly(sj_snn, x, [steps])),
     }
     seconds = median_seconds_per_item(contenders, images, batch_sizes, repeats)
@@ -150,8 +153,11 @@ def main() -> None:
     speed = cost_per_image_step(ann, snn, sj_snn, speed_images, batch_sizes, args.steps, args.repeats)
     same = agreement(ann, snn, sj_snn, speed_images[:64], args.steps)
 
-    # Part 2: time to ANN - 1%.
+    # Part 2: time to ANN - 1%, after an untimed call of each contender (rmp_zoo's compiles its kernels for the
+    # chunk length this batch size gets).
     T = list(range(1, args.T_max + 1))
+    for c in contenders:
+        c.simulate(test[0][0], [min(args.T_max, 16)])
     run(contenders, test, T, device)
     images = sum(len(y) for _, y in test)
     rows = []

@@ -6,13 +6,23 @@ once per simulation instead of once per step.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+import operator
+import warnings
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import fx, nn
 
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
+from .trace import WEIGHTED_MODULES
+
+# Multi-step simulation: the largest activation of a chunk of time steps stacked along the batch, in bytes. On a CPU,
+# 16 MB (ResNet-20 on CIFAR: 8 steps of 32 images) was fastest; larger stacks fall out of the caches, and glibc's
+# malloc hands them back to the system and takes page faults for each new one. A GPU keeps freed memory in its caching
+# allocator and gains from larger calls (benchmarks/simulation_throughput.py).
+MULTI_STEP_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
+MULTI_STEP_MAX = 8  # steps per chunk at most: compiling a neuron kernel takes longer the more steps it holds
 
 
 class SpikingNetwork(nn.Module):
@@ -30,6 +40,7 @@ class SpikingNetwork(nn.Module):
         self.threshold_method = threshold_method
         self.bias_correction: dict[str, int] | None = None  # set by correct_bias: its T and image count
         self.bias_shifts: dict[str, torch.Tensor] = {}  # what correct_bias added to the bias feeding each layer
+        self._not_batchwise: str | None = None  # why the multi-step path failed on this graph, once it has
         self._split()
 
     def forward(self, x: torch.Tensor, T: int = 64) -> torch.Tensor:
@@ -37,7 +48,8 @@ class SpikingNetwork(nn.Module):
         return self.run(x, [T])[0][T]
 
     @torch.no_grad()
-    def run(self, x: torch.Tensor, T: int | Iterable[int], *, fast: bool = True, count_spikes: bool = False,
+    def run(self, x: torch.Tensor, T: int | Iterable[int], *, mode: str = "multi", fast: bool = True,
+            chunk: int | None = None, count_spikes: bool = False,
             fanout: Mapping[str, torch.Tensor] | None = None) -> tuple:
         """The time loop: one simulation up to max(T), read out at every requested T.
 
@@ -45,49 +57,142 @@ class SpikingNetwork(nn.Module):
         layer at every T, plus (with ``fanout``, the per-neuron maps of ``measure_costs(snn, x).fanout_map``) a third
         dict, the cumulative SynOps of every layer at every T: each neuron's spikes times its fan-out, summed.
 
-        Each step runs the step graph once; the readout layer does not spike, its outputs are summed and the result at
-        T is that sum / T, so several T from one run equal separate runs. Counting costs an addition per layer and
-        step, so it is off unless statistics are wanted. Under Poisson encoding the input spikes are counted as layer
-        ``"input"``. ``fast=False`` runs the whole graph every step (the reference the fast path is tested against).
+        The readout layer does not spike, its outputs are summed and the result at T is that sum / T, so several T
+        from one run equal separate runs. Counting costs an addition per neuron and step, so it is off unless
+        statistics are wanted. Under Poisson encoding the input spikes are counted as layer ``"input"``.
+
+        ``mode="multi"`` (the default) runs every layer over a chunk of time steps at once: conv/linear layers, pooling
+        and additions see the chunk's steps stacked along the batch dimension (one large call instead of one per
+        step), and each spiking layer runs its steps in order in one fused kernel (``neuron_kernel``), residual
+        addition included. Chunks hold ``chunk`` steps, by default up to ``MULTI_STEP_MAX`` and as many as keep the
+        stacked activations within ``MULTI_STEP_BYTES``, a batch too large for that running in parts (``_plan``). When
+        spikes are counted, chunks end at every requested T. It gives the spikes of ``mode="step"``, which runs the
+        step graph once per step: the reference, and the path with the least memory. Outputs agree up to the summation
+        order a conv/linear library picks for a batch of B against one of chunk·B (bitwise in the tests,
+        ``tests/test_simulation_speed_paths.py``; 1e-7 for a batch of one image on oneDNN). A network with forward
+        hooks, which expect one call per step, always runs step by step. ``fast=False`` runs the whole graph every
+        step, input layer included (the plain reference the others are tested against).
         """
         steps = sorted({T} if isinstance(T, int) else set(T))
         if not steps or steps[0] < 1:
             raise ValueError(f"time steps must be positive integers, got {T!r}")
+        if mode not in ("multi", "step"):
+            raise ValueError(f"mode={mode!r}: choose 'multi' (several time steps per layer call) or 'step'")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk={chunk!r}: a chunk holds at least one time step")
         self.check_input(x)
         if x.dim() == 4:  # channels-last convolutions are faster on CPU (benchmarks/simulation_speed.py)
             x = x.contiguous(memory_format=torch.channels_last)
+        multi = mode == "multi" and fast and not self._has_hooks() and self._not_batchwise is None
+        counting = count_spikes or fanout is not None
+        try:
+            try:
+                if not multi:
+                    return self._simulate(x, steps, False, fast, None, counting, fanout)
+                chunk, images = self._plan(x, steps, chunk)
+                parts = [self._simulate(part, steps, True, fast, chunk, counting, fanout) for part in x.split(images)]
+                return parts[0] if len(parts) == 1 else _merge(parts)
+            except _NotBatchwise as err:  # a graph that mixes the batch dimension: step by step from now on
+                self._not_batchwise = str(err)
+                warnings.warn(f"{type(self).__name__}: {err}, so the multi-step simulation cannot stack time steps "
+                              "along the batch; simulating step by step", RuntimeWarning, stacklevel=3)
+                self.reset()
+                return self._simulate(x, steps, False, fast, None, counting, fanout)
+        finally:
+            for neuron in self.neurons().values():
+                neuron.count_spikes = False
+            self.reset()
+
+    def _simulate(self, x: torch.Tensor, steps: list[int], multi: bool, fast: bool, chunk: int | None,
+                  count_spikes: bool, fanout: Mapping[str, torch.Tensor] | None) -> tuple:
         neurons = self.neurons()
         self.reset()
-        count_spikes = count_spikes or fanout is not None
         for neuron in neurons.values():
             neuron.count_spikes = count_spikes
         poisson = self.settings.encoding == "poisson"
         generator = torch.Generator(x.device).manual_seed(self.settings.seed) if poisson else None
+        input_spikes = torch.zeros_like(x, dtype=torch.float32) if poisson and count_spikes else None
         outputs, counts, synops = {}, {}, {}
-        input_spikes = torch.zeros_like(x, dtype=torch.float32) if generator is not None and count_spikes else None
         total = None
-        try:
-            cached = self.static(x) if fast and not poisson else None  # direct encoding: the input layer runs once
-            for t in range(1, steps[-1] + 1):
-                inp = x if generator is None else _poisson(x, generator)
-                if input_spikes is not None:
-                    input_spikes.add_(inp.abs())
-                if not fast:
-                    out = self.net(inp)
-                elif cached is not None:
-                    out = self.step(*cached)
-                else:
-                    out = self.step(*self.static(inp))
-                total = out.clone() if total is None else total.add_(out)
-                if t in steps:
-                    outputs[t] = total / t
-                    if count_spikes:
-                        counts[t], synops[t] = _counts(neurons, input_spikes, fanout)
-        finally:
-            for neuron in neurons.values():
-                neuron.count_spikes = False
-            self.reset()
+        if multi:
+            step_outputs = self._multi_step_outputs(x, steps, generator, input_spikes, chunk, count_spikes)
+        else:
+            step_outputs = self._step_outputs(x, steps[-1], generator, input_spikes, fast)
+        for t, out in step_outputs:
+            total = out.clone() if total is None else total.add_(out)
+            if t in steps:  # when counting, the multi-step path ends a chunk at every requested T
+                outputs[t] = total / t
+                if count_spikes:
+                    counts[t], synops[t] = _counts(neurons, input_spikes, fanout)
         return (outputs, counts) if fanout is None else (outputs, counts, synops)
+
+    def _step_outputs(self, x: torch.Tensor, last: int, generator: torch.Generator | None,
+                      input_spikes: torch.Tensor | None, fast: bool) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(t, output of step t)`` for t = 1 … last, one step graph call per step."""
+        cached = self.static(x) if fast and generator is None else None  # direct encoding: the input layer runs once
+        for t in range(1, last + 1):
+            yield t, self._one_step(x, cached, generator, input_spikes, fast)
+
+    def _one_step(self, x: torch.Tensor, cached: tuple | None, generator: torch.Generator | None,
+                  input_spikes: torch.Tensor | None, fast: bool = True) -> torch.Tensor:
+        """The output of the next time step: the step graph on the cached input layer, or (Poisson encoding) on a
+        new draw; ``fast=False``: the whole graph."""
+        if cached is not None:
+            return self.step(*cached)
+        inp = x if generator is None else _poisson(x, generator)
+        if input_spikes is not None:
+            input_spikes.add_(inp.abs())
+        return self.step(*self.static(inp)) if fast else self.net(inp)
+
+    def _multi_step_outputs(self, x: torch.Tensor, steps: list[int], generator: torch.Generator | None,
+                            input_spikes: torch.Tensor | None, chunk: int,
+                            count_spikes: bool) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(t, output of step t)`` for t = 1 … max(steps), a chunk of time steps at a time. Chunks hold ``chunk``
+        steps, rounded down to a power of two and to at most max(steps) and ``MULTI_STEP_MAX``. They end at the last T
+        and, when spikes are counted, at every requested T; steps that do not fill a chunk run one at a time. So the
+        compiled neuron kernels come in one length."""
+        cached = self.static(x) if generator is None else None
+        chunk = 1 << (min(chunk, steps[-1], MULTI_STEP_MAX).bit_length() - 1)
+        stops = steps if count_spikes else steps[-1:]
+        t = 0
+        while t < steps[-1]:
+            if next(s for s in stops if s > t) - t < chunk:
+                t += 1
+                yield t, self._one_step(x, cached, generator, input_spikes)
+                continue
+            if cached is not None:
+                outs = _MultiStep(self.step, chunk, len(x)).run(*cached, held=True)
+            else:
+                draws = [_poisson(x, generator) for _ in range(chunk)]  # in the order the step path draws them
+                if input_spikes is not None:
+                    for draw in draws:
+                        input_spikes.add_(draw.abs())
+                outs = _MultiStep(self.step, chunk, len(x)).run(
+                    *_MultiStep(self.static, chunk, len(x)).run(torch.cat(draws)))
+            for out in outs.chunk(chunk):
+                t += 1
+                yield t, out
+
+    def _plan(self, x: torch.Tensor, steps: list[int], chunk: int | None) -> tuple[int, int]:
+        """(steps per chunk, images per simulation) of the multi-step path. Unless ``chunk`` is given, the largest
+        stacked activation, chunk × images × its size per image, stays within ``MULTI_STEP_BYTES``: the input layer's
+        output (usually a CNN's largest activation) sets it. Within that budget a chunk holds as many steps as it may
+        (``MULTI_STEP_MAX``), and a larger batch is simulated in parts of as many images as then fit (direct encoding
+        only: Poisson draws cover the whole batch at every step)."""
+        if chunk is not None:
+            return chunk, len(x)
+        one = x[:1]
+        per_image = max(t.numel() * t.element_size() for t in _leaves((one, self.static(one)))
+                        if isinstance(t, torch.Tensor))
+        budget = MULTI_STEP_BYTES.get(x.device.type, MULTI_STEP_BYTES["cpu"])
+        images = len(x)
+        if self.settings.encoding != "poisson":
+            images = max(1, min(images, budget // (min(steps[-1], MULTI_STEP_MAX) * per_image)))
+        return max(1, budget // (images * per_image)), images
+
+    def _has_hooks(self) -> bool:
+        return bool(nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
+                    or any(m._forward_hooks or m._forward_pre_hooks for m in self.net.modules()))
 
     def check_input(self, x: torch.Tensor) -> None:
         """Refuse, naming the expected input, what would otherwise fail deep in the graph or pass silently: images
@@ -209,6 +314,127 @@ def split_static(gm: fx.GraphModule) -> tuple[fx.GraphModule, fx.GraphModule]:
         if node in dynamic or node.op == "output":
             env[node] = step.node_copy(node, env.__getitem__)
     return fx.GraphModule(gm, static, "StaticPart"), fx.GraphModule(gm, step, "StepPart")
+
+
+class _Held:
+    """A value that is the same at every time step of a chunk (under direct encoding, the input layer's output), kept
+    once instead of stacked."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        self.value = value
+
+
+class _Sum:
+    """``a + b`` not yet computed: the neuron it feeds adds it inside its kernel."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        self.a, self.b = a, b
+
+
+class _NotBatchwise(Exception):
+    """The graph does something along the batch dimension, so time steps cannot be stacked there."""
+
+
+def _is_add(node: fx.Node) -> bool:
+    return ((node.op == "call_function" and node.target in (operator.add, torch.add))
+            or (node.op == "call_method" and node.target == "add"))
+
+
+class _MultiStep(fx.Interpreter):
+    """Runs a graph over ``steps`` time steps at once: values are the steps' tensors stacked along the batch dimension
+    (``[steps·batch, ...]``), or ``_Held`` for a value the same at every step; spiking layers run their steps in order
+    (``scan``), every other node runs once on the stack. A residual addition that only feeds a neuron is left to that
+    neuron's kernel."""
+
+    def __init__(self, gm: fx.GraphModule, steps: int, batch: int) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.steps, self.batch = steps, batch
+
+    def run(self, *inputs: Any, held: bool = False) -> Any:
+        """The graph's outputs, stacked; ``held`` inputs are each the same at every step."""
+        return super().run(*(_Held(i) if held and isinstance(i, torch.Tensor) else i for i in inputs))
+
+    def run_node(self, node: fx.Node) -> Any:
+        if node.op == "placeholder":
+            return super().run_node(node)
+        args, kwargs = self.fetch_args_kwargs_from_env(node)
+        if node.op == "output":
+            return fx.node.map_aggregate(args[0], self._stacked)
+        if node.op == "get_attr":
+            value = self.fetch_attr(node.target)
+            return _Held(value) if isinstance(value, torch.Tensor) else value
+        module = self.module.get_submodule(node.target) if node.op == "call_module" else None
+        if isinstance(module, SpikingNeuron):
+            x = args[0]
+            if isinstance(x, _Sum):
+                return self._checked(node, module.scan(x.a, self.steps, plus=x.b))
+            if isinstance(x, _Held):
+                return self._checked(node, module.scan(x.value, self.steps, held=True))
+            if not self._owned(node.args[0]):
+                x = x.clone()
+            return self._checked(node, module.scan(x, self.steps))
+        if isinstance(module, SpikingMaxPool):
+            x = args[0]
+            held = isinstance(x, _Held)
+            return self._checked(node, module.scan(x.value if held else x, self.steps, held=held))
+        if not any(isinstance(a, torch.Tensor) for a in _leaves((args, kwargs))):  # all held: so is the result
+            args, kwargs = fx.node.map_aggregate((args, kwargs), lambda a: a.value if isinstance(a, _Held) else a)
+            out = getattr(self, node.op)(node.target, args, kwargs)
+            return _Held(out) if isinstance(out, torch.Tensor) else out
+        if self._fusable(node, args, kwargs):  # a + b, where the neuron that reads it may overwrite a
+            return _Sum(*args) if self._owned(node.args[0]) else _Sum(args[1], args[0])
+        args, kwargs = fx.node.map_aggregate((args, kwargs), self._stacked)
+        return self._checked(node, getattr(self, node.op)(node.target, args, kwargs))
+
+    def _owned(self, node: Any) -> bool:
+        """Whether the value of ``node`` is a fresh tensor (a conv/linear output or a sum) read by one node only, which
+        may then overwrite it."""
+        if not isinstance(node, fx.Node) or len(node.users) != 1:
+            return False
+        if node.op == "call_module":
+            return isinstance(self.module.get_submodule(node.target), WEIGHTED_MODULES)
+        return _is_add(node)
+
+    def _fusable(self, node: fx.Node, args: tuple, kwargs: dict) -> bool:
+        """An addition of two stacked tensors of one shape and dtype, one of them owned, read only by a neuron."""
+        if not _is_add(node) or kwargs or len(args) != 2 or len(node.users) != 1:
+            return False
+        user = next(iter(node.users))
+        return (all(isinstance(a, torch.Tensor) for a in args) and args[0].shape == args[1].shape
+                and args[0].dtype == args[1].dtype and any(self._owned(a) for a in node.args)
+                and user.op == "call_module" and user.args[0] is node
+                and isinstance(self.module.get_submodule(user.target), SpikingNeuron))
+
+    def _stacked(self, value: Any) -> Any:
+        return torch.cat([value.value] * self.steps) if isinstance(value, _Held) else value
+
+    def _checked(self, node: fx.Node, out: Any) -> Any:
+        """Refuse a result whose batch dimension is not ``steps·batch``: the node reshaped or reduced across it."""
+        for t in _leaves(out):
+            if isinstance(t, torch.Tensor) and (t.dim() == 0 or t.shape[0] != self.steps * self.batch):
+                raise _NotBatchwise(f"node {node.name!r} gives shape {tuple(t.shape)} for {self.steps} time steps "
+                                    f"of {self.batch} stacked along the batch")
+        return out
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """The values inside nested tuples, lists and dicts (node arguments and results)."""
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _leaves(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _merge(parts: list[tuple]) -> tuple:
+    """One ``run`` result from those of parts of the batch: outputs concatenated, spike counts and SynOps added."""
+    outputs = {t: torch.cat([p[0][t] for p in parts]) for t in parts[0][0]}
+    totals = [{t: {name: sum(p[i][t][name] for p in parts) for name in layers} for t, layers in parts[0][i].items()}
+              for i in range(1, len(parts[0]))]
+    return (outputs, *totals)
 
 
 def _poisson(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import neuron_kernel
+
 NEURONS = ("rmp", "if", "signed")
 
 
@@ -42,69 +44,82 @@ class SpikingNeuron(nn.Module):
         self.register_buffer("threshold", torch.tensor(float(threshold)))
         self.neuron = neuron
         self.initial_potential = float(initial_potential)
-        self.count_spikes = False
+        self.count_spikes = False  # when set, spike_count holds each neuron's spikes so far (negative ones too)
         self.v: torch.Tensor | None = None
         self.out: torch.Tensor | None = None
         self.net_spikes: torch.Tensor | None = None  # signed or burst neurons: positive minus negative spikes so far
-        self.steps = 0
-        self.spike_count: torch.Tensor | None = None  # with count_spikes: each neuron's spikes so far
+        self.spike_count: torch.Tensor | None = None
+        self.reset()
 
     def reset(self) -> None:
         """Forget membrane potential and spike counts: the next call starts a new simulation."""
         self.v = self.out = self.net_spikes = None
         self.spike_count = None
         self.steps = 0
+        self._state: tuple | None = None  # flat views of v, out and net_spikes, for the kernels
+        self._elapsed: torch.Tensor | None = None  # burst neurons: ``steps`` as a tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.burst > 1:
-            return self._burst_step(x)
-        # Float ops into buffers kept for the whole simulation: on CPU, boolean masks and ``bool * float`` ran many
-        # times slower than the float equivalents, and a fresh output per step costs an allocation per layer and step.
-        # The output buffer is overwritten next step, which is safe because a step's consumers all run within it.
-        if self.v is None:  # a fresh tensor: ``x`` may be a cached value that is used again next step
-            self.v = x + self.threshold * self.initial_potential if self.initial_potential else x.clone()
-            self.out = torch.empty_like(self.v)
-        else:
-            self.v.add_(x)
-        spike = torch.ge(self.v, self.threshold, out=self.out)  # 1.0 where the neuron fires, else 0.0
-        if self.neuron == "signed":
-            if self.net_spikes is None:
-                self.net_spikes = torch.zeros_like(self.v)
-            spike.sub_((self.v < 0).logical_and_(self.net_spikes > 0).to(spike.dtype))  # -1.0 takes a spike back
-            self.net_spikes.add_(spike)
-        if self.count_spikes:
-            self._count(spike)
-        if self.neuron == "if":
-            self.v.addcmul_(self.v, spike, value=-1)  # v - v·1 = 0 where it fired, exactly
-        out = spike.mul_(self.threshold)
-        if self.neuron != "if":
-            self.v.sub_(out)
-        return out
-
-    def _burst_step(self, x: torch.Tensor) -> torch.Tensor:
-        """One step of a neuron that may fire several spikes (see the class docstring)."""
+        """One time step. The output is a buffer kept for the whole simulation and overwritten next step (no
+        allocation per layer and step), which is safe because a step's consumers all run within it."""
         if self.v is None:
-            self.v = x + self.threshold * self.initial_potential
-            self.net_spikes = torch.zeros_like(self.v)
-        else:
-            self.v.add_(x)
-        self.steps += 1
-        whole = torch.floor(self.v / self.threshold)
-        spikes = torch.minimum(whole.clamp(0, self.burst), self.steps - self.net_spikes)
-        if self.neuron == "signed":
-            spikes -= torch.minimum((-whole).clamp(0, self.burst), self.net_spikes)  # 0 unless v < 0
-        self.net_spikes.add_(spikes)
-        if self.count_spikes:
-            self._count(spikes)
-        out = spikes.mul_(self.threshold)
-        self.v.sub_(out)
-        return out
+            self._start(x)
+        if self.out is None:  # the multi-step path writes its outputs elsewhere and never needs this buffer
+            self.out = torch.empty_like(self.v)
+            self._state = (self._state[0], neuron_kernel.flat(self.out), self._state[2])
+        self._step(x, self._state[1])
+        return self.out
 
-    def _count(self, spikes: torch.Tensor) -> None:
-        """Add this step's spikes (negative ones too) to each neuron's count: one add per step, no reduction."""
+    def scan(self, x: torch.Tensor, steps: int, held: bool = False, plus: torch.Tensor | None = None) -> torch.Tensor:
+        """``steps`` time steps at once (multi-step simulation), in one kernel: ``x`` holds their inputs stacked along
+        the batch dimension, step after step (``[steps·B, ...]``), or with ``held`` the one input ``[B, ...]`` of all
+        of them; ``plus``, stacked like ``x``, is added to it (a residual addition fused into the neuron). Returns the
+        outputs stacked the same way, written into ``x`` unless ``held``: the caller hands over a tensor nothing else
+        reads. Bitwise the same as ``steps`` calls of ``forward`` (on ``x + plus``)."""
+        if self.v is None:
+            self._start(x if held else x[:len(x) // steps])
+        if held:
+            rows = torch.empty((steps, self.v.numel()), dtype=self.v.dtype, device=self.v.device)
+        else:
+            rows = neuron_kernel.flat_steps(x, self.v, steps)
+        extra = None if plus is None else [r.detach() for r in neuron_kernel.flat_steps(plus, self.v, steps).unbind(0)]
+        v, _, net = self._state
+        neuron_kernel.kernels().scan(self._kind, [r.detach() for r in rows.unbind(0)],
+                                     neuron_kernel.flat(x, like=self.v) if held else None, extra, v, net,
+                                     self.threshold, self._elapsed, self._counter(), self.burst)
+        self.steps += steps
+        return neuron_kernel.unflat_steps(rows, self.v)
+
+    def _start(self, x: torch.Tensor) -> None:
+        """State for a new simulation, laid out like ``x``; the potential starts at θ·initial_potential."""
+        self.v = torch.empty_like(x).copy_(self.threshold * self.initial_potential)
+        if self.neuron == "signed" or self.burst > 1:
+            self.net_spikes = torch.zeros_like(self.v)  # positive minus negative spikes so far
+        if self.burst > 1:
+            self._elapsed = torch.zeros((), dtype=self.v.dtype, device=self.v.device)
+        flat = neuron_kernel.flat
+        self._state = (flat(self.v), None, None if self.net_spikes is None else flat(self.net_spikes))
+
+    def _step(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """Integrate ``x``, fire into the flat ``out`` and reset: one fused kernel (``neuron_kernel``)."""
+        self.steps += 1
+        if self._elapsed is not None:
+            self._elapsed.fill_(self.steps)
+        v, _, net = self._state
+        neuron_kernel.kernels().step(self._kind, neuron_kernel.flat(x, like=self.v), v, out, net, self.threshold,
+                                     self._elapsed, self._counter(), self.burst)
+
+    def _counter(self) -> torch.Tensor | None:
+        """The flat spike count when spikes are counted."""
+        if not self.count_spikes:
+            return None
         if self.spike_count is None:
-            self.spike_count = torch.zeros_like(spikes, dtype=torch.float32)
-        self.spike_count.add_(spikes.abs() if self.neuron == "signed" else spikes)
+            self.spike_count = torch.zeros_like(self.v, dtype=torch.float32)
+        return neuron_kernel.flat(self.spike_count)
+
+    @property
+    def _kind(self) -> str:
+        return self.neuron + ("_burst" if self.burst > 1 else "")
 
     def extra_repr(self) -> str:
         return (f"{self.neuron}, threshold={self.threshold.item():.4g}, initial_potential={self.initial_potential:g}"
@@ -138,3 +153,9 @@ class SpikingMaxPool(nn.Module):
         _, idx = _MAX_POOL[type(p)](self.total, p.kernel_size, p.stride, p.padding, p.dilation, ceil_mode=p.ceil_mode,
                                     return_indices=True)
         return x.flatten(2).gather(2, idx.flatten(2)).view_as(idx)
+
+    def scan(self, x: torch.Tensor, steps: int, held: bool = False) -> torch.Tensor:
+        """``steps`` time steps at once, stacked along the batch as in ``SpikingNeuron.scan``: the gate runs step by
+        step, since each step's choice depends on the inputs summed so far."""
+        return torch.cat([self(inp) for inp in ([x] * steps if held else x.chunk(steps))])
+

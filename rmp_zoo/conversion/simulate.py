@@ -13,10 +13,11 @@ DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def simulate(snn: SpikingNetwork, x: torch.Tensor, T: int | Iterable[int] = DEFAULT_T, *,
-             fast: bool = True) -> dict[int, torch.Tensor]:
+             mode: str = "multi", fast: bool = True) -> dict[int, torch.Tensor]:
     """``{T: output averaged over T steps}`` for every requested T, from one simulation of max(T) steps.
 
-    ``fast=False`` runs the whole graph at every step instead of computing the input layer once; it exists as the
-    plain reference that the fast path is tested against.
+    ``mode="multi"`` (the default) runs each layer over a chunk of time steps at once; ``mode="step"`` runs the graph
+    once per step, with the least memory (``SpikingNetwork.run``). ``fast=False`` runs the whole graph at every step
+    instead of computing the input layer once; it exists as the plain reference that the fast path is tested against.
     """
-    return snn.run(x, T, fast=fast)[0]
+    return snn.run(x, T, mode=mode, fast=fast)[0]
