@@ -28,13 +28,14 @@ DATA = {"_target_": "rmp_zoo.data.create_datamodule", "name": "synthetic", "num_
         "test_size": 24, "image_size": 16, "batch_size": 8}
 
 
-def make_run(run_dir: Path) -> Path:
+def make_run(run_dir: Path, callbacks: dict | None = None) -> Path:
     """A training run folder as ``train.py`` leaves it, with a Lightning-format checkpoint of a seeded model."""
     torch.manual_seed(0)
     model = create_model(HPARAMS["arch"], HPARAMS["num_classes"], **ClassificationModule.model_constraints(HPARAMS))
     (run_dir / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": HPARAMS, "epoch": 2, "global_step": 30}, run_dir / "checkpoints" / "best.ckpt")
+                "hyper_parameters": HPARAMS, "epoch": 2, "global_step": 30, "callbacks": callbacks or {}},
+               run_dir / "checkpoints" / "best.ckpt")
     OmegaConf.save(OmegaConf.create({"data": DATA, "seed": 0}), run_dir / "config.yaml")
     return run_dir
 
@@ -174,15 +175,22 @@ def test_compared_conversion_is_measured_on_the_same_images(run_dir, folder):
     assert [row["T"] for row in compared["snn"]] == list(STEPS)
 
 
-def test_card_says_where_and_how_long_the_ann_trained(run_dir, tmp_path):
+@pytest.mark.parametrize("monitor,chosen", [
+    (None, "the last epoch's (3): nothing was selected on held-out data"),
+    ("val/acc1", "the one with the best val/acc1, after epoch 3"),  # the checkpoint's epoch 2, counted from 1
+])
+def test_card_says_where_and_how_long_the_ann_trained(tmp_path, monitor, chosen):
     run = tmp_path / "run"
-    make_run(run)
+    make_run(run, {f"ModelCheckpoint{{'monitor': {monitor!r}}}": {"monitor": monitor}})
     (run / "training.json").write_text('{"train_time_s": 5400.0, "epochs": 16, "global_step": 11248, '
                                        '"machine": {"device": "Some CPU (2 cores)", "torch": "2.x"}}')
     out = export(run, "tiny-timed", tmp_path / "timed", T=(1,), limit=8, recipe="python train.py recipe=smoke",
                  progress=False)
-    assert "trained for 16 epochs (11248 steps) in 1.50 h on Some CPU (2 cores)" in (out / CARD).read_text()
-    assert "after epoch 3" in (out / CARD).read_text()  # the checkpoint's epoch 2, counted from 1
+    card = (out / CARD).read_text()
+    assert "trained for 16 epochs (11248 steps) in 1.50 h on Some CPU (2 cores)" in card
+    assert f"the checkpoint published is {chosen}." in card
+    # the reproduction trains into the folder it then exports, wherever the original run lived
+    assert "python train.py recipe=smoke hydra.run.dir=RUN_DIR\nrmp-zoo export RUN_DIR --name tiny-timed" in card
 
 
 def test_bad_compare_spec_names_the_format(run_dir, tmp_path):

@@ -10,6 +10,7 @@ from ..conversion.record import conversion_label, top1_by_T
 
 TAGS = ["spiking-neural-network", "ann-to-snn", "image-classification", "rmp"]
 LICENSE = "apache-2.0"
+NEURON_NAMES = {"rmp": "RMP", "if": "IF (reset to zero)", "signed": "signed RMP"}  # signed: RMP plus negative spikes
 # Hub dataset ids and display names of the datasets the recipes train on.
 HUB_DATASETS = {"cifar10": ("uoft-cs/cifar10", "CIFAR-10"), "cifar100": ("uoft-cs/cifar100", "CIFAR-100"),
                 "imagenet": ("ILSVRC/imagenet-1k", "ImageNet-1k")}
@@ -44,10 +45,17 @@ def _trained(config: Mapping[str, Any]) -> str:
     best = training.get("epoch")
     seconds = run["train_time_s"]
     duration = f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+    selected_by = training.get("selected_by", "")  # "" when unknown (exported before it was recorded)
+    if best is None:
+        chosen = "."
+    elif selected_by is None:  # a checkpoint callback without a monitor keeps the last epoch
+        chosen = f"; the checkpoint published is the last epoch's ({best + 1}): nothing was selected on held-out data."
+    elif selected_by:
+        chosen = f"; the checkpoint published is the one with the best {selected_by}, after epoch {best + 1}."
+    else:
+        chosen = f"; the checkpoint published is the run's best.ckpt, after epoch {best + 1}."
     return (f"The ANN trained for {run['epochs']} epochs ({run['global_step']} steps) in {duration} "
-            f"on {run['machine']['device']} (torch {run['machine']['torch']})"
-            + (f"; the checkpoint published is the one with the best validation top-1, after epoch {best + 1}."
-               if best is not None else "."))
+            f"on {run['machine']['device']} (torch {run['machine']['torch']}){chosen}")
 
 
 def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], load_name: str) -> str:
@@ -69,8 +77,12 @@ def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], load_name:
     steps = ",".join(str(r["T"]) for r in metrics["snn"])
     data_flag = " --data-root DATA_ROOT" if config["dataset"].get("needs_data_root") else ""
     if config.get("recipe"):
-        reproduce = ("Train the ANN, then convert and measure its best checkpoint:\n\n"
-                     f"```bash\n{config['recipe']}\n{metrics['command']}\n```\n\n{_trained(config)}")
+        run_dir = (config.get("training") or {}).get("run_dir")
+        train, command = config["recipe"], metrics["command"]
+        if run_dir:  # the run folder of the export command is wherever the training command writes
+            train, command = f"{train} hydra.run.dir=RUN_DIR", command.replace(f" {run_dir} ", " RUN_DIR ", 1)
+        reproduce = ("Train the ANN, then convert and measure its checkpoint:\n\n"
+                     f"```bash\n{train}\n{command}\n```\n\n{_trained(config)}")
     else:
         reproduce = f"Convert and measure it from its training run:\n\n```bash\n{metrics['command']}\n```"
     size = f"{pre['size']}×{pre['size']}"
@@ -82,7 +94,7 @@ def model_card(config: Mapping[str, Any], metrics: Mapping[str, Any], load_name:
 # {name}
 
 A spiking neural network for {dataset} image classification: a {config['architecture']} ANN converted with
-`rmp_zoo` into a rate-coded SNN of **{conv['neuron'].upper()}** neurons
+`rmp_zoo` into a rate-coded SNN of **{NEURON_NAMES.get(conv['neuron'], conv['neuron'].upper())}** neurons
 (thresholds: `{conv['threshold_method']}`, scale {conv['scale']}, initial membrane potential
 {conv['initial_potential']}·θ, at most {conv.get('burst', 1)} spike(s) per neuron and step, {conv['encoding']} input
 encoding). RMP neurons reset by subtraction and keep the

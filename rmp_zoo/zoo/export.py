@@ -52,7 +52,10 @@ def read_run(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, 
     ann.load_state_dict(state, strict=True)
     data = OmegaConf.to_container(OmegaConf.load(cfg_path)["data"], resolve=True)
     results, record = run_dir / "results.json", run_dir / "training.json"
+    monitors = [state.get("monitor", "") for key, state in (ckpt.get("callbacks") or {}).items()
+                if key.startswith("ModelCheckpoint")]
     training = {"checkpoint": "best.ckpt", "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
+                "run_dir": str(run_dir), "selected_by": monitors[0] if monitors else "",
                 "results": read_json(results) if results.is_file() else None,
                 "run": read_json(record) if record.is_file() else None}
     return ann.eval(), {"architecture": hparams["arch"], "num_classes": hparams["num_classes"],

@@ -113,8 +113,7 @@ _SESSION4_H100 = ("data.batch_size=256 data.val_size=5000 model.lr=0.2 model.sch
 
 # name, architecture, dataset, recipe (what follows `python train.py recipe=`); hashes live in manifests/NAME.json.
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
-    _entry("resnet20-cifar10-rmp", "resnet20", "cifar10",
-           f"resnet20_cifar10 {_SESSION4_H100} trainer.max_epochs=58 hydra.run.dir=outputs/zoo/resnet20_cifar10"),
+    _entry("resnet20-cifar10-rmp", "resnet20", "cifar10", "resnet20_cifar10"),
     _entry("resnet20-cifar100-rmp", "resnet20", "cifar100",
            f"resnet20_cifar100 {_SESSION4_H100} trainer.max_epochs=40 hydra.run.dir=outputs/zoo/resnet20_cifar100"),
     _entry("vgg16-cifar10-rmp", "vgg16", "cifar10", "vgg16_cifar10"),
