@@ -1,4 +1,5 @@
-"""Shared fixtures: Hydra composition of the real recipes, and tiny generated ImageFolder trees."""
+"""Shared fixtures: Hydra composition of the real recipes, tiny generated ImageFolder trees, and the fused kernels
+compiled or eager."""
 from __future__ import annotations
 
 import os
@@ -26,6 +27,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["compiled", "eager"])
+def kernels(request, monkeypatch):
+    """Each fused-kernel test twice: compiled with torch.compile, and eager (``RMP_ZOO_COMPILE=0``); both kernel
+    caches start empty, so the setting takes effect."""
+    from rmp_zoo.conversion import neuron_kernel
+    from rmp_zoo.models import qcfs_kernel
+
+    monkeypatch.setenv("RMP_ZOO_COMPILE", "1" if request.param == "compiled" else "0")
+    for module in (qcfs_kernel, neuron_kernel):
+        monkeypatch.setattr(module, "_KERNELS", None)
+    yield request.param
+    for module in (qcfs_kernel, neuron_kernel):
+        monkeypatch.setattr(module, "_KERNELS", None)
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ def test_burst_neuron_catches_up_within_one_spike_per_step(x, theta, neuron):
     """With bursts large enough for the input, the net count after t steps is the summed input in whole thresholds,
     rounded, within [0, t] (signed) or never below what was fired (rmp, which cannot take spikes back)."""
     cell = SpikingNeuron(theta, neuron, initial_potential=0.5, burst=8)
-    total, net, fired = 0.0, 0, 0
+    total, net = 0.0, 0
     for t, step in enumerate(x, start=1):
         out = round(float(cell(torch.tensor([step * theta], dtype=torch.float64))) / theta)
         assert -8 <= out <= 8 and (neuron == "signed" or out >= 0)

@@ -14,14 +14,6 @@ def reference(x: torch.Tensor, threshold: torch.Tensor, levels: int) -> torch.Te
     return torch.clamp(z, 0, levels) * (threshold / levels)
 
 
-@pytest.fixture(params=["compiled", "eager"])
-def kernels(request, monkeypatch):
-    monkeypatch.setenv("RMP_ZOO_COMPILE", "1" if request.param == "compiled" else "0")
-    monkeypatch.setattr(qcfs_kernel, "_KERNELS", None)
-    yield request.param
-    monkeypatch.setattr(qcfs_kernel, "_KERNELS", None)
-
-
 @pytest.mark.parametrize("levels,threshold", [(4, 1.7), (8, 0.37)])
 def test_fused_qcfs_equals_the_op_by_op_formula(kernels, levels, threshold):
     gen = torch.Generator().manual_seed(levels)

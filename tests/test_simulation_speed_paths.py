@@ -177,14 +177,6 @@ def test_mode_and_chunk_are_checked(images):
         snn.run(images, 4, chunk=0)
 
 
-@pytest.fixture(params=["compiled", "eager"])
-def kernels(request, monkeypatch):
-    monkeypatch.setenv("RMP_ZOO_COMPILE", "1" if request.param == "compiled" else "0")
-    monkeypatch.setattr(neuron_kernel, "_KERNELS", None)
-    yield request.param
-    monkeypatch.setattr(neuron_kernel, "_KERNELS", None)
-
-
 def reference_step(neuron: SpikingNeuron, x: torch.Tensor, state: dict) -> torch.Tensor:
     """One step of each neuron kind as separate tensor ops (how the neurons were written before the fused kernels)."""
     theta = neuron.threshold
