@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rmp_zoo"
 # Bottom to top; the README's layout line lists the same order.
-LAYERS = ["machine", "models", "data", "training", "conversion", "callbacks", "zoo", "cli", "__init__"]
+LAYERS = ["machine", "compiling", "models", "data", "training", "conversion", "callbacks", "zoo", "cli", "__init__"]
 
 
 def module_name(path: Path) -> str:

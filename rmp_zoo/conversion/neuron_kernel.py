@@ -16,12 +16,11 @@ dtype and device (and, for ``scan``, chunk length and input form) serves every l
 from __future__ import annotations
 
 import contextlib
-import os
-import warnings
 from typing import Callable, Iterator
 
 import torch
 
+from ..compiling import call_or_fall_back, compile_kernel, compile_wanted
 from ..models.qcfs_kernel import _flatten
 
 
@@ -138,8 +137,8 @@ class _Kernels:
     """The compiled functions when ``torch.compile`` works here, else the eager ones; decided at first use."""
 
     def __init__(self, compiled: bool | None = None) -> None:
-        self.compiled = os.environ.get("RMP_ZOO_COMPILE", "1") != "0" if compiled is None else compiled
-        compile_ = (lambda fn: torch.compile(fn, dynamic=True, fullgraph=True)) if self.compiled else (lambda fn: fn)
+        self.compiled = compile_wanted() if compiled is None else compiled
+        compile_ = compile_kernel if self.compiled else (lambda fn: fn)
         self.steps = {kind: compile_(fn) for kind, fn in STEPS.items()}
         self.scans = {kind: compile_(fn) for kind, fn in SCANS.items()}
 
@@ -158,23 +157,14 @@ class _Kernels:
             torch._dynamo.config.recompile_limit = limit
 
     def _call(self, fn: Callable, eager: Callable, args: tuple) -> None:
-        try:
-            with torch.no_grad():
-                fn(*args)
-        except torch.OutOfMemoryError:
-            raise
-        except torch._dynamo.exc.FailOnRecompileLimitHit:  # a call unlike all compiled ones so far: run it eagerly
-            with torch.no_grad():
-                eager(*args)
-        except Exception as err:  # no C++ compiler / Triton, unsupported platform: compute the same thing eagerly
-            if not self.compiled:
-                raise
-            warnings.warn(f"torch.compile of the spiking neuron kernels failed ({type(err).__name__}: {err}); "
-                          "running them op by op, which is slower but gives the same numbers. Set "
-                          "RMP_ZOO_COMPILE=0 to skip the attempt.", RuntimeWarning, stacklevel=4)
-            self.steps, self.scans, self.compiled = dict(STEPS), dict(SCANS), False
-            with torch.no_grad():
-                eager(*args)
+        # a call unlike all compiled versions so far (recompile limit) runs eagerly, the kernels stay compiled
+        with torch.no_grad():
+            call_or_fall_back(fn, eager, args, what="spiking neuron kernels", is_compiled=self.compiled,
+                              on_failure=self._use_eager, eager_on=(torch._dynamo.exc.FailOnRecompileLimitHit,),
+                              stacklevel=4)
+
+    def _use_eager(self) -> None:
+        self.steps, self.scans, self.compiled = dict(STEPS), dict(SCANS), False
 
 
 _KERNELS: _Kernels | None = None

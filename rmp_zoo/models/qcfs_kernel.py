@@ -9,11 +9,11 @@ Without a working compiler (or with ``RMP_ZOO_COMPILE=0``) the same functions ru
 """
 from __future__ import annotations
 
-import os
-import warnings
 from typing import Callable
 
 import torch
+
+from ..compiling import call_or_fall_back, compile_kernel, compile_wanted
 
 
 def qcfs_forward(x: torch.Tensor, threshold: torch.Tensor, levels: int) -> torch.Tensor:
@@ -47,16 +47,16 @@ def qcfs_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor,
     return (grad_level * scale_in).to(x.dtype), grad_threshold
 
 
+EAGER: dict[str, Callable] = {"forward": qcfs_forward, "backward": qcfs_backward}
+
+
 class _Kernels:
     """The compiled pair when ``torch.compile`` works here, else the eager one; decided once, at first use."""
 
     def __init__(self) -> None:
-        self.forward: Callable = qcfs_forward
-        self.backward: Callable = qcfs_backward
-        self.compiled = os.environ.get("RMP_ZOO_COMPILE", "1") != "0"
-        if self.compiled:
-            self.forward = torch.compile(qcfs_forward, dynamic=True, fullgraph=True)
-            self.backward = torch.compile(qcfs_backward, dynamic=True, fullgraph=True)
+        self.compiled = compile_wanted()
+        self.forward: Callable = compile_kernel(qcfs_forward) if self.compiled else qcfs_forward
+        self.backward: Callable = compile_kernel(qcfs_backward) if self.compiled else qcfs_backward
 
     def run(self, name: str, *tensors: torch.Tensor, levels: int):
         """Call a kernel on detached tensors with grad and autocast off: they are what the kernels compute on anyway,
@@ -64,21 +64,11 @@ class _Kernels:
         and view base (torch.compile keeps at most ``recompile_limit`` versions)."""
         tensors = tuple(t.detach() for t in tensors)
         with torch.no_grad(), torch.autocast(tensors[0].device.type, enabled=False):
-            return self._call(name, *tensors, levels)
+            return call_or_fall_back(getattr(self, name), EAGER[name], (*tensors, levels), what="QCFS kernels",
+                                     is_compiled=self.compiled, on_failure=self._use_eager, stacklevel=2)
 
-    def _call(self, name: str, *args):
-        try:
-            return getattr(self, name)(*args)
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as err:  # no C++ compiler / Triton, unsupported platform: compute the same thing eagerly
-            if not self.compiled:
-                raise
-            warnings.warn(f"torch.compile of the QCFS kernels failed ({type(err).__name__}: {err}); running them "
-                          "eagerly, which is slower but gives the same numbers. Set RMP_ZOO_COMPILE=0 to skip "
-                          "the attempt.", RuntimeWarning, stacklevel=3)
-            self.forward, self.backward, self.compiled = qcfs_forward, qcfs_backward, False
-            return getattr(self, name)(*args)
+    def _use_eager(self) -> None:
+        self.forward, self.backward, self.compiled = qcfs_forward, qcfs_backward, False
 
 
 _KERNELS: _Kernels | None = None
