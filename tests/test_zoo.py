@@ -2,6 +2,7 @@
 runs on 127.0.0.1 (tests/hub_server.py). A tiny ResNet-20 on generated 16×16 images keeps every test fast."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -443,3 +444,17 @@ def test_local_registry_folder_must_match_the_pinned_hashes(published, folder, t
         f.write("\n")  # still valid JSON, but not the published file
     with pytest.raises(IntegrityError, match=f"local-dir:{local}"):
         load("tiny-rmp")
+
+
+def test_the_readme_zoo_table_quotes_the_manifests():
+    """Every number in the README's zoo table row of a built entry is its manifest's: no stale accuracies."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| name | ANN: ours / paper |"))
+    steps = [int(t) for t in re.search(r"T = ([\d / ]+)\|", header).group(1).split("/")]
+    built = [entry for entry in ZOO.values() if entry.built]
+    assert built
+    for entry in built:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{entry.name}` |"))
+        ann, snn = row.split("|")[2:4]
+        assert float(ann.split("/")[0]) == entry.ann_top1
+        assert [float(v.strip(" *")) for v in snn.split("/")] == [entry.snn_top1[t] for t in steps]
