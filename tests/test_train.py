@@ -51,12 +51,13 @@ def test_smoke_recipe_learns(compose_recipe):
     results = train(cfg)
     assert results["test/acc1"] > 0.5  # 10 classes: chance is 0.1
     # The recorded training time is the fit's alone, not doubled by testing the best checkpoint (which restores the
-    # Timer's state from that checkpoint).
+    # Timer's state from that checkpoint): doubled, it would be at least 2x the time at the last checkpoint. What the
+    # fit does after that checkpoint (the SNN evaluation at the end) adds up to ~70% on a loaded 2-core machine.
     out = Path(cfg.paths.output_dir)
     recorded = json.loads((out / "training.json").read_text())["train_time_s"]
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     at_last_epoch = last["callbacks"]["Timer"]["time_elapsed"]["train"]
-    assert at_last_epoch <= recorded < 1.5 * at_last_epoch
+    assert at_last_epoch <= recorded < 2 * at_last_epoch
 
 
 def test_mismatched_num_classes_fails_before_writing(tmp_path):
