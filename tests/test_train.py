@@ -52,7 +52,7 @@ def test_smoke_recipe_learns(compose_recipe):
     assert results["test/acc1"] > 0.5  # 10 classes: chance is 0.1
     # The recorded training time is the fit's alone, not doubled by testing the best checkpoint (which restores the
     # Timer's state from that checkpoint): doubled, it would be at least 2x the time at the last checkpoint. What the
-    # fit does after that checkpoint (the SNN evaluation at the end) adds up to ~70% on a loaded 2-core machine.
+    # fit does after that checkpoint (the SNN evaluation at the end) adds to it, more on a loaded machine.
     out = Path(cfg.paths.output_dir)
     recorded = json.loads((out / "training.json").read_text())["train_time_s"]
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
