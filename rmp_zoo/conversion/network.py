@@ -17,9 +17,9 @@ from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
 from .trace import WEIGHTED_MODULES
 
-# Multi-step simulation: the largest activation of a chunk of time steps stacked along the batch, in bytes. On a CPU,
-# 16 MB (ResNet-20 on CIFAR: 8 steps of 32 images) was fastest; larger stacks fall out of the caches, and glibc's
-# malloc hands them back to the system and takes page faults for each new one. A GPU keeps freed memory in its caching
+# Multi-step simulation: the largest activation of a chunk of time steps stacked along the batch, in bytes. On a CPU
+# larger stacks fall out of the caches, and glibc's malloc hands them back to the system and takes page faults for
+# each new one, so the CPU budget is small (ResNet-20 on CIFAR: 8 steps of 32 images). A GPU keeps freed memory in its caching
 # allocator and gains from larger calls (benchmarks/simulation_throughput.py).
 MULTI_STEP_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
 MULTI_STEP_MAX = 8  # steps per chunk at most: compiling a neuron kernel takes longer the more steps it holds

@@ -105,8 +105,8 @@ def write_manifest(name: str, revision: str | None, sha256: Mapping[str, str], m
     return folder / f"{name}.json"
 
 
-# The published ResNet-20 entries were trained on one H100 before the recipes became the zoo's recipes; these are the
-# overrides that make today's recipe files train what they trained.
+# The published CIFAR-100 entry was trained on one H100 before the recipes became the zoo's recipes; these are the
+# overrides that make today's recipe file train what it trained.
 _SESSION4_H100 = ("data.batch_size=256 data.val_size=5000 model.lr=0.2 model.scheduler=onecycle "
                   "model.warmup_fraction=0.15 model.act_threshold=2.0 trainer.precision=32-true "
                   "callbacks.checkpoint.monitor=val/acc1")
