@@ -25,7 +25,7 @@ COLUMNS = {"train_top1": "train/acc1", "train_loss": "train/loss_epoch", "heldou
 
 
 def metrics_files(run_dir: Path) -> list[Path]:
-    """Every metrics.csv of the run, oldest invocation first (folders are named by start time, so they sort in order)."""
+    """Every metrics.csv of the run, oldest invocation first (folders are named by start time, so they sort)."""
     files = sorted((run_dir / "csv").glob("*/metrics.csv")) + sorted((run_dir / "csv").glob("metrics.csv"))
     if not files:
         raise FileNotFoundError(f"{run_dir}: no csv/*/metrics.csv; is it the folder of a `python train.py` run "

@@ -19,8 +19,8 @@ from .trace import WEIGHTED_MODULES
 
 # Multi-step simulation: the largest activation of a chunk of time steps stacked along the batch, in bytes. On a CPU
 # larger stacks fall out of the caches, and glibc's malloc hands them back to the system and takes page faults for
-# each new one, so the CPU budget is small (ResNet-20 on CIFAR: 8 steps of 32 images). A GPU keeps freed memory in its caching
-# allocator and gains from larger calls (benchmarks/simulation_throughput.py).
+# each new one, so the CPU budget is small (ResNet-20 on CIFAR: 8 steps of 32 images). A GPU keeps freed memory in
+# its caching allocator and gains from larger calls (benchmarks/simulation_throughput.py).
 MULTI_STEP_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
 MULTI_STEP_MAX = 8  # steps per chunk at most: compiling a neuron kernel takes longer the more steps it holds
 

@@ -1,14 +1,15 @@
 """The neuron update (integrate, fire, reset, count) as one fused kernel, for one time step or a chunk of them.
 
 Written as separate tensor ops, an RMP step makes four passes over a layer's membrane tensor (add the input,
-compare, scale, subtract) and a signed or burst step up to ten; on a CPU, simulating op by op costs 1.40-1.57x
-the BN-folded dense forward (benchmarks/results/simulation_throughput_cpu_resnet20). Here each neuron kind's step is one in-place function, compiled by
-``torch.compile``: inductor fuses it into a single loop that reads the input and the state once and writes the state
-and the output once. For multi-step simulation, ``scan`` runs a chunk of steps in one loop that keeps the state in
-registers between them, adds a residual input on the way and writes each output over its input. The compiled and the
-eager functions are the same code, so they do the same float operations in the same order: outputs, potentials and
-spike counts are bitwise equal on CPU (``tests/test_simulation_speed_paths.py``). Without a working compiler (or with
-``RMP_ZOO_COMPILE=0``) the functions run eagerly, op by op, with a warning when compiling failed.
+compare, scale, subtract) and a signed or burst step up to ten; on a CPU, simulating op by op costs 1.40-1.57x the
+BN-folded dense forward (benchmarks/results/simulation_throughput_cpu_resnet20). Here each neuron kind's step is one
+in-place function, compiled by ``torch.compile``: inductor fuses it into a single loop that reads the input and the
+state once and writes the state and the output once. For multi-step simulation, ``scan`` runs a chunk of steps in
+one loop that keeps the state in registers between them, adds a residual input on the way and writes each output
+over its input. The compiled and the eager functions are the same code, so they do the same float operations in the
+same order: outputs, potentials and spike counts are bitwise equal on CPU
+(``tests/test_simulation_speed_paths.py``). Without a working compiler (or with ``RMP_ZOO_COMPILE=0``) the functions
+run eagerly, op by op, with a warning when compiling failed.
 
 Kernels see flat 1-D views in memory order, detached, with grad off, so that one compiled version per function,
 dtype and device (and, for ``scan``, chunk length and input form) serves every layer shape and layout.

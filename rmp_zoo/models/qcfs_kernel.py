@@ -1,11 +1,11 @@
 """The QCFS activation as one fused kernel forward and one backward.
 
 Written with separate tensor ops, QCFS makes about ten passes over every activation tensor per training step; fusing
-them alone trains a CIFAR ResNet-20 1.74x faster on a CPU (benchmarks/results/train_throughput_resnet20_cifar10). Here the forward and the backward are each one
-element-wise function compiled by ``torch.compile`` (inductor fuses them into a single loop), with the same
-arithmetic as the op-by-op formula, so on CPU outputs are bitwise equal and the SNN still reproduces the trained ANN
-(on CUDA, Triton may fuse a multiply-add, which can move a value on a level's edge).
-Without a working compiler (or with ``RMP_ZOO_COMPILE=0``) the same functions run eagerly.
+them alone trains a CIFAR ResNet-20 1.74x faster on a CPU (benchmarks/results/train_throughput_resnet20_cifar10).
+Here the forward and the backward are each one element-wise function compiled by ``torch.compile`` (inductor fuses
+them into a single loop), with the same arithmetic as the op-by-op formula, so on CPU outputs are bitwise equal and
+the SNN still reproduces the trained ANN (on CUDA, Triton may fuse a multiply-add, which can move a value on a
+level's edge). Without a working compiler (or with ``RMP_ZOO_COMPILE=0``) the same functions run eagerly.
 """
 from __future__ import annotations
 
