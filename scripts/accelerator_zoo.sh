@@ -12,7 +12,8 @@
 #                                                  background, with as many epochs as fit in SEC seconds
 #   scripts/accelerator_zoo.sh finish SEC          wait (at most SEC s) for the runs, export them, pack $OUT
 #
-# The lease that built the published entries: four calls, each carrying .device/whl and one part, issued back to back
+# The lease that built the first ResNet-20 entries (since replaced by CPU runs of the recipes): four calls, each
+# carrying .device/whl and one part, issued back to back
 #   stash .device/part_cifar10_a && check
 #   stash .device/part_cifar10_b && train cifar10 580
 #   stash .device/part_cifar100_a

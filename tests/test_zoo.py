@@ -458,3 +458,12 @@ def test_the_readme_zoo_table_quotes_the_manifests():
         ann, snn = row.split("|")[2:4]
         assert float(ann.split("/")[0]) == entry.ann_top1
         assert [float(v.strip(" *")) for v in snn.split("/")] == [entry.snn_top1[t] for t in steps]
+
+
+def test_every_entry_trains_from_its_recipe_file_without_overrides():
+    """Issue 13: `rmp-zoo info` names `python train.py recipe=R` and nothing more, and R is a recipe file."""
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "recipe"
+    for entry in ZOO.values():
+        command = entry.recipe.split()
+        assert command[:2] == ["python", "train.py"] and len(command) == 3, entry.recipe
+        assert (recipes / f"{command[2].removeprefix('recipe=')}.yaml").is_file(), entry.recipe

@@ -105,17 +105,10 @@ def write_manifest(name: str, revision: str | None, sha256: Mapping[str, str], m
     return folder / f"{name}.json"
 
 
-# The published CIFAR-100 entry was trained on one H100 before the recipes became the zoo's recipes; these are the
-# overrides that make today's recipe file train what it trained.
-_SESSION4_H100 = ("data.batch_size=256 data.val_size=5000 model.lr=0.2 model.scheduler=onecycle "
-                  "model.warmup_fraction=0.15 model.act_threshold=2.0 trainer.precision=32-true "
-                  "callbacks.checkpoint.monitor=val/acc1")
-
 # name, architecture, dataset, recipe (what follows `python train.py recipe=`); hashes live in manifests/NAME.json.
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     _entry("resnet20-cifar10-rmp", "resnet20", "cifar10", "resnet20_cifar10"),
-    _entry("resnet20-cifar100-rmp", "resnet20", "cifar100",
-           f"resnet20_cifar100 {_SESSION4_H100} trainer.max_epochs=40 hydra.run.dir=outputs/zoo/resnet20_cifar100"),
+    _entry("resnet20-cifar100-rmp", "resnet20", "cifar100", "resnet20_cifar100"),
     _entry("vgg16-cifar10-rmp", "vgg16", "cifar10", "vgg16_cifar10"),
     _entry("vgg16-cifar100-rmp", "vgg16", "cifar100", "vgg16_cifar100"),
     _entry("vgg16-imagenet-rmp", "vgg16", "imagenet", "vgg16_imagenet"),
