@@ -26,6 +26,7 @@ import argparse
 import copy
 import csv
 import json
+import resource
 import shlex
 import sys
 import time
@@ -99,10 +100,22 @@ def measure(arch: str, num_classes: int, batch_sizes: list[int], steps: int, rep
     images = torch.randn(max(batch_sizes), 3, 32, 32, device=device)
     first = {(b, name): timed(fn, images[:b]) for b in batch_sizes for name, (_, fn) in fns.items()}
     seconds = median_seconds_per_item(fns, images, batch_sizes, repeats)
+    faults = {(b, name): page_faults(fn, images[:b]) / (b * fns[name][0]) for b in batch_sizes
+              for name, (_, fn) in fns.items()}
     return [{"arch": arch, "batch_size": b, "contender": name, "image_steps_per_s": 1.0 / seconds[b, name],
              "us_per_image_step": 1e6 * seconds[b, name],
-             "first_call_extra_s": max(0.0, first[b, name] - seconds[b, name] * b * fns[name][0])}
+             "first_call_extra_s": max(0.0, first[b, name] - seconds[b, name] * b * fns[name][0]),
+             "page_faults_per_image_step": faults[b, name]}
             for b in batch_sizes for name in fns]
+
+
+@torch.no_grad()
+def page_faults(fn, x: torch.Tensor) -> int:
+    """Minor page faults of this process during one steady call of ``fn(x)``: pages the allocator had handed back
+    to the system and took again (each one zero-filled by the kernel)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn(x)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def report(rows: list[dict], args: argparse.Namespace, header: str) -> str:
@@ -112,9 +125,9 @@ def report(rows: list[dict], args: argparse.Namespace, header: str) -> str:
              f"Random-weight networks, 32×32 inputs, median of {args.repeats} rounds, T={args.steps} per SNN call"
              f"{tf32}. ANN rows: per image; SNN rows: per image-step. Ratio: cost over the BN-folded channels-last "
              "ANN's at the same batch size. First call: seconds the first call took beyond a steady one (compiling "
-             "the neuron kernels).", "",
+             "the neuron kernels). Page faults: minor faults of the process per image(-step) in one more steady call.", "",
              "| arch | batch | contender | µs / image(-step) | images or image-steps / s | ratio to folded ANN "
-             "| first call +s |", "|---|---:|---|---:|---:|---:|---:|"]
+             "| first call +s | page faults / image(-step) |", "|---|---:|---|---:|---:|---:|---:|---:|"]
     for arch in dict.fromkeys(r["arch"] for r in rows):
         for b in dict.fromkeys(r["batch_size"] for r in rows):
             group = [r for r in rows if r["arch"] == arch and r["batch_size"] == b]
@@ -122,7 +135,7 @@ def report(rows: list[dict], args: argparse.Namespace, header: str) -> str:
             for r in group:
                 lines.append(f"| {arch} | {b} | {r['contender']} | {r['us_per_image_step']:,.1f} | "
                              f"{r['image_steps_per_s']:,.0f} | {r['us_per_image_step'] / folded:.2f} | "
-                             f"{r['first_call_extra_s']:.1f} |")
+                             f"{r['first_call_extra_s']:.1f} | {r['page_faults_per_image_step']:.1f} |")
     lines += ["", "Best batch size of each (lowest cost per image or image-step):", ""]
     for arch in dict.fromkeys(r["arch"] for r in rows):
         best = {}

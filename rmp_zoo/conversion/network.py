@@ -13,14 +13,15 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 from torch import fx, nn
 
+from .cpu_memory import keep_freed_memory
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
 from .trace import WEIGHTED_MODULES
 
 # Multi-step simulation: the largest activation of a chunk of time steps stacked along the batch, in bytes. On a CPU
-# larger stacks fall out of the caches, and glibc's malloc hands them back to the system and takes page faults for
-# each new one, so the CPU budget is small (ResNet-20 on CIFAR: 8 steps of 32 images). A GPU keeps freed memory in
-# its caching allocator and gains from larger calls (benchmarks/simulation_throughput.py).
+# larger stacks fall out of the caches, and blocks of 32 MB or more are mapped afresh, page fault by page fault, for
+# every call (cpu_memory), so the CPU budget is small (ResNet-20 on CIFAR: 8 steps of 32 images). A GPU keeps freed
+# memory in its caching allocator and gains from larger calls (benchmarks/simulation_throughput.py).
 MULTI_STEP_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
 MULTI_STEP_MAX = 8  # steps per chunk at most: compiling a neuron kernel takes longer the more steps it holds
 
@@ -85,6 +86,7 @@ class SpikingNetwork(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         multi = mode == "multi" and fast and not self._has_hooks() and self._not_batchwise is None
         counting = count_spikes or fanout is not None
+        keep_freed_memory(x.device)  # page faults would otherwise cost a CPU simulation 10-20% (cpu_memory)
         try:
             try:
                 if not multi:
@@ -152,6 +154,7 @@ class SpikingNetwork(nn.Module):
         and, when spikes are counted, at every requested T; steps that do not fill a chunk run one at a time. So the
         compiled neuron kernels come in one length."""
         cached = self.static(x) if generator is None else None
+        step, static = _MultiStep(self.step), _MultiStep(self.static)
         chunk = 1 << (min(chunk, steps[-1], MULTI_STEP_MAX).bit_length() - 1)
         stops = steps if count_spikes else steps[-1:]
         t = 0
@@ -161,14 +164,14 @@ class SpikingNetwork(nn.Module):
                 yield t, self._one_step(x, cached, generator, input_spikes)
                 continue
             if cached is not None:
-                outs = _MultiStep(self.step, chunk, len(x)).run(*cached, held=True)
+                outs = step.run(*cached, steps=chunk, batch=len(x), held=True)
             else:
                 draws = [_poisson(x, generator) for _ in range(chunk)]  # in the order the step path draws them
                 if input_spikes is not None:
                     for draw in draws:
                         input_spikes.add_(draw.abs())
-                outs = _MultiStep(self.step, chunk, len(x)).run(
-                    *_MultiStep(self.static, chunk, len(x)).run(torch.cat(draws)))
+                stacked = static.run(torch.cat(draws), steps=chunk, batch=len(x))
+                outs = step.run(*stacked, steps=chunk, batch=len(x))
             for out in outs.chunk(chunk):
                 t += 1
                 yield t, out
@@ -340,30 +343,50 @@ def _is_add(node: fx.Node) -> bool:
             or (node.op == "call_method" and node.target == "add"))
 
 
-class _MultiStep(fx.Interpreter):
-    """Runs a graph over ``steps`` time steps at once: values are the steps' tensors stacked along the batch dimension
+class _MultiStep:
+    """Runs a graph over a chunk of time steps at once: values are the steps' tensors stacked along the batch dimension
     (``[steps·batch, ...]``), or ``_Held`` for a value the same at every step; spiking layers run their steps in order
     (``scan``), every other node runs once on the stack. A residual addition that only feeds a neuron is left to that
-    neuron's kernel."""
+    neuron's kernel. Built once per simulation and run once per chunk: it walks the graph itself, with its modules and
+    the last reader of every value looked up in advance, since ``fx.Interpreter``'s per-node bookkeeping cost more
+    than a small layer's kernel."""
 
-    def __init__(self, gm: fx.GraphModule, steps: int, batch: int) -> None:
-        super().__init__(gm, garbage_collect_values=True)
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.gm = gm
+        self.nodes = list(gm.graph.nodes)
+        self.modules = {n: gm.get_submodule(n.target) for n in self.nodes if n.op == "call_module"}
+        last_reader = {arg: node for node in self.nodes for arg in node.all_input_nodes}
+        self.dropped_after: dict[fx.Node, list[fx.Node]] = {}  # values freed once their last reader has run
+        for value, reader in last_reader.items():
+            self.dropped_after.setdefault(reader, []).append(value)
+        self.steps = self.batch = 0
+
+    def run(self, *inputs: Any, steps: int, batch: int, held: bool = False) -> Any:
+        """The graph's outputs for a chunk of ``steps`` steps of ``batch`` images, stacked; ``held`` inputs are each
+        the same at every step."""
         self.steps, self.batch = steps, batch
+        env: dict[fx.Node, Any] = {}
+        inputs_left = iter(inputs)
+        for node in self.nodes:
+            if node.op == "placeholder":
+                value = next(inputs_left)
+                env[node] = _Held(value) if held and isinstance(value, torch.Tensor) else value
+            elif node.op == "output":
+                return fx.node.map_aggregate(fx.node.map_arg(node.args[0], env.__getitem__), self._stacked)
+            else:
+                env[node] = self._run_node(node, env)
+            for value in self.dropped_after.get(node, ()):
+                del env[value]
+        raise ValueError("the graph has no output node")
 
-    def run(self, *inputs: Any, held: bool = False) -> Any:
-        """The graph's outputs, stacked; ``held`` inputs are each the same at every step."""
-        return super().run(*(_Held(i) if held and isinstance(i, torch.Tensor) else i for i in inputs))
-
-    def run_node(self, node: fx.Node) -> Any:
-        if node.op == "placeholder":
-            return super().run_node(node)
-        args, kwargs = self.fetch_args_kwargs_from_env(node)
-        if node.op == "output":
-            return fx.node.map_aggregate(args[0], self._stacked)
+    def _run_node(self, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), env.__getitem__)
         if node.op == "get_attr":
-            value = self.fetch_attr(node.target)
+            value = self.gm
+            for name in node.target.split("."):
+                value = getattr(value, name)
             return _Held(value) if isinstance(value, torch.Tensor) else value
-        module = self.module.get_submodule(node.target) if node.op == "call_module" else None
+        module = self.modules.get(node)
         if isinstance(module, SpikingNeuron):
             x = args[0]
             if isinstance(x, _Sum):
@@ -379,12 +402,20 @@ class _MultiStep(fx.Interpreter):
             return self._checked(node, module.scan(x.value if held else x, self.steps, held=held))
         if not any(isinstance(a, torch.Tensor) for a in _leaves((args, kwargs))):  # all held: so is the result
             args, kwargs = fx.node.map_aggregate((args, kwargs), lambda a: a.value if isinstance(a, _Held) else a)
-            out = getattr(self, node.op)(node.target, args, kwargs)
+            out = self._call(node, module, args, kwargs)
             return _Held(out) if isinstance(out, torch.Tensor) else out
         if self._fusable(node, args, kwargs):  # a + b, where the neuron that reads it may overwrite a
             return _Sum(*args) if self._owned(node.args[0]) else _Sum(args[1], args[0])
         args, kwargs = fx.node.map_aggregate((args, kwargs), self._stacked)
-        return self._checked(node, getattr(self, node.op)(node.target, args, kwargs))
+        return self._checked(node, self._call(node, module, args, kwargs))
+
+    @staticmethod
+    def _call(node: fx.Node, module: nn.Module | None, args: tuple, kwargs: dict) -> Any:
+        if node.op == "call_module":
+            return module(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        return node.target(*args, **kwargs)
 
     def _owned(self, node: Any) -> bool:
         """Whether the value of ``node`` is a fresh tensor (a conv/linear output or a sum) read by one node only, which
@@ -392,7 +423,7 @@ class _MultiStep(fx.Interpreter):
         if not isinstance(node, fx.Node) or len(node.users) != 1:
             return False
         if node.op == "call_module":
-            return isinstance(self.module.get_submodule(node.target), WEIGHTED_MODULES)
+            return isinstance(self.modules[node], WEIGHTED_MODULES)
         return _is_add(node)
 
     def _fusable(self, node: fx.Node, args: tuple, kwargs: dict) -> bool:
@@ -403,7 +434,7 @@ class _MultiStep(fx.Interpreter):
         return (all(isinstance(a, torch.Tensor) for a in args) and args[0].shape == args[1].shape
                 and args[0].dtype == args[1].dtype and any(self._owned(a) for a in node.args)
                 and user.op == "call_module" and user.args[0] is node
-                and isinstance(self.module.get_submodule(user.target), SpikingNeuron))
+                and isinstance(self.modules[user], SpikingNeuron))
 
     def _stacked(self, value: Any) -> Any:
         return torch.cat([value.value] * self.steps) if isinstance(value, _Held) else value
