@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 import torch
+from simulation_throughput import folded_forward
+
+import rmp_zoo
+from rmp_zoo.machine import machine
 
 SETTINGS = {"1": "freed memory kept (default)", "0": "RMP_ZOO_KEEP_MEMORY=0: glibc trims freed memory"}
 
@@ -35,9 +39,6 @@ def faults() -> int:
 @torch.no_grad()
 def child(args: argparse.Namespace) -> dict:
     """One process: µs per image-step and page faults per image-step of the SNN and of the dense forward."""
-    import rmp_zoo
-    from simulation_throughput import folded_forward
-
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     ann = rmp_zoo.create_model(args.arch, num_classes=10).eval()
@@ -75,8 +76,6 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args)))
         return
-    from rmp_zoo.machine import machine
-
     runs = {setting: [] for setting in SETTINGS}
     for _ in range(args.rounds):
         for setting in SETTINGS:
@@ -93,7 +92,8 @@ def main() -> None:
              f"simulation, then {args.calls} simulations alternating with {args.steps} dense forwards each (BN "
              f"folded, channels-last); medians over {args.rounds} processes per setting. µs and minor page faults per "
              "image-step (SNN) or image (ANN).", "",
-             "| setting | SNN µs | SNN faults | dense µs | dense faults | SNN / dense |", "|---|---:|---:|---:|---:|---:|"]
+             "| setting | SNN µs | SNN faults | dense µs | dense faults | SNN / dense |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['setting']} | {r['snn_us']:.1f} | {r['snn_faults']:.2f} | {r['dense_us']:.1f} | "
                      f"{r['dense_faults']:.2f} | {r['snn_us'] / r['dense_us']:.2f} |")

@@ -125,7 +125,8 @@ def report(rows: list[dict], args: argparse.Namespace, header: str) -> str:
              f"Random-weight networks, 32×32 inputs, median of {args.repeats} rounds, T={args.steps} per SNN call"
              f"{tf32}. ANN rows: per image; SNN rows: per image-step. Ratio: cost over the BN-folded channels-last "
              "ANN's at the same batch size. First call: seconds the first call took beyond a steady one (compiling "
-             "the neuron kernels). Page faults: minor faults of the process per image(-step) in one more steady call.", "",
+             "the neuron kernels). Page faults: minor faults of the process per image(-step) in one more steady "
+             "call.", "",
              "| arch | batch | contender | µs / image(-step) | images or image-steps / s | ratio to folded ANN "
              "| first call +s | page faults / image(-step) |", "|---|---:|---|---:|---:|---:|---:|---:|"]
     for arch in dict.fromkeys(r["arch"] for r in rows):

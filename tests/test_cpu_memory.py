@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from rmp_zoo.conversion import cpu_memory
 

@@ -2,9 +2,9 @@
 
 Why: a multi-step simulation allocates and frees activations of several MB at every layer. glibc's malloc hands the
 top of its heap back to the system whenever more than its trim threshold lies free there (by default twice the
-largest block it has mapped and freed so far), and every page it takes again is a page fault that zero-fills it. In a
-fresh process that cost a ResNet-20 simulation on a 2-core CPU about 60 faults per image-step and 10-20% of its time
-(``benchmarks/results/page_faults_cpu_resnet20``).
+largest block it has mapped and freed so far), and every page it takes again is a page fault that zero-fills it. In
+fresh processes on a 2-core CPU that cost a ResNet-20 simulation 54 faults per image-step and 14% of its time, and
+the dense forwards run in the same processes 17% (``benchmarks/results/page_faults_cpu_resnet20``).
 
 So before its first simulation on a CPU, rmp_zoo sets glibc's trim threshold to 256 MB (the heap keeps up to that
 much free memory at its top for the next allocation) and its mmap threshold to 32 MB (smaller blocks come from the

@@ -86,7 +86,7 @@ class SpikingNetwork(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         multi = mode == "multi" and fast and not self._has_hooks() and self._not_batchwise is None
         counting = count_spikes or fanout is not None
-        keep_freed_memory(x.device)  # page faults would otherwise cost a CPU simulation 10-20% (cpu_memory)
+        keep_freed_memory(x.device)  # page faults cost a fresh process's CPU simulation 14% otherwise (cpu_memory)
         try:
             try:
                 if not multi:
@@ -348,8 +348,9 @@ class _MultiStep:
     (``[steps·batch, ...]``), or ``_Held`` for a value the same at every step; spiking layers run their steps in order
     (``scan``), every other node runs once on the stack. A residual addition that only feeds a neuron is left to that
     neuron's kernel. Built once per simulation and run once per chunk: it walks the graph itself, with its modules and
-    the last reader of every value looked up in advance, since ``fx.Interpreter``'s per-node bookkeeping cost more
-    than a small layer's kernel."""
+    the last reader of every value looked up in advance, where ``fx.Interpreter`` would rebuild its last-use table for
+    every chunk and run its per-node bookkeeping at every node (Python is the largest part of what a step costs
+    beyond the dense forward: ``benchmarks/simulation_profile.py``)."""
 
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm

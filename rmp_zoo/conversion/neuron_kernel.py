@@ -1,7 +1,7 @@
 """The neuron update (integrate, fire, reset, count) as one fused kernel, for one time step or a chunk of them.
 
 Written as separate tensor ops, an RMP step makes four passes over a layer's membrane tensor (add the input,
-compare, scale, subtract) and a signed or burst step up to ten; on a CPU, simulating op by op costs 1.40-1.57x the
+compare, scale, subtract) and a signed or burst step up to ten; on a CPU, simulating op by op costs 1.40-1.46x the
 BN-folded dense forward (benchmarks/results/simulation_throughput_cpu_resnet20). Here each neuron kind's step is one
 in-place function, compiled by ``torch.compile``: inductor fuses it into a single loop that reads the input and the
 state once and writes the state and the output once. For multi-step simulation, ``scan`` runs a chunk of steps in
