@@ -3,7 +3,7 @@
 ``simulation_throughput.py`` says how fast; this says what the difference to the dense forward is made of. One call
 of each (the SNN over ``--steps`` steps, the dense forward ``--steps`` times) runs under ``torch.profiler`` after two
 untimed ones; each op's self time goes into a category, and what the profiler does not see (Python: the fx
-interpreter, the glue around each kernel) is the wall time minus the ops'. Profiling slows small ops down, so the
+walk, the glue around each kernel) is the wall time minus the ops'. Profiling slows small ops down, so the
 categories are a guide to what to cut, not a measurement of speed: that is ``simulation_throughput.py``'s job.
 
     python benchmarks/simulation_profile.py --arch resnet20 --batch-size 128 --steps 32 --threads 2 \\

@@ -4,17 +4,21 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
-from rmp_zoo.conversion import cpu_memory
+import rmp_zoo
+from rmp_zoo.conversion import cpu_memory, network
 
-pytestmark = pytest.mark.skipif(cpu_memory._LIBC is None, reason="the C library is not glibc")
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+glibc_only = pytest.mark.skipif(cpu_memory._LIBC is None, reason="the C library is not glibc")
 
 BLOCK_MB, BLOCKS = 30, 3
 # Three 30 MB blocks allocated and freed, ten times over. SETUP is "keep" (cpu_memory.keep_freed_memory) or "glibc
-# start" (the 128 KB mmap threshold glibc starts from, before a freed large block raises it): then every block is
-# mapped on its own and handed back when freed, as the 16 MB activations of a simulation are in a fresh process.
+# start" (the mmap threshold fixed at glibc's starting value, 128 KB): then every block is mapped on its own and
+# handed back when freed, as a simulation's activations can be in a fresh process.
 PATTERN = f"""
 import json, resource, sys, torch
 from rmp_zoo.conversion import cpu_memory
@@ -46,6 +50,8 @@ def median_faults(result: dict) -> int:
     return later[len(later) // 2]
 
 
+@glibc_only
+@pytest.mark.skipif(THP.exists() and "[always]" in THP.read_text(), reason="transparent huge pages fault 2 MB at once")
 def test_freed_blocks_are_reused_without_page_faults():
     pages = BLOCKS * BLOCK_MB * 2**20 // os.sysconf("SC_PAGE_SIZE")
     kept, start = run_pattern("keep"), run_pattern("glibc start")
@@ -54,5 +60,16 @@ def test_freed_blocks_are_reused_without_page_faults():
     assert median_faults(start) > pages / 2  # mapped afresh: every block is faulted in again every round
 
 
+@glibc_only
 def test_opting_out_changes_nothing():
     assert not run_pattern("keep", keep_env="0")["kept"]
+
+
+def test_every_simulation_asks_for_it_on_its_device(monkeypatch):
+    asked = []
+    monkeypatch.setattr(network, "keep_freed_memory", asked.append)
+    ann = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)).eval()
+    snn = rmp_zoo.convert(ann, [torch.randn(8, 4)])
+    snn.run(torch.randn(2, 4), [2])
+    snn.run(torch.randn(2, 4), [2], mode="step")
+    assert asked == [torch.device("cpu")] * 2

@@ -86,7 +86,7 @@ class SpikingNetwork(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         multi = mode == "multi" and fast and not self._has_hooks() and self._not_batchwise is None
         counting = count_spikes or fanout is not None
-        keep_freed_memory(x.device)  # page faults cost a fresh process's CPU simulation 14% otherwise (cpu_memory)
+        keep_freed_memory(x.device)  # else page faults take 14% of a CPU simulation's time in a fresh process
         try:
             try:
                 if not multi:
@@ -154,7 +154,7 @@ class SpikingNetwork(nn.Module):
         and, when spikes are counted, at every requested T; steps that do not fill a chunk run one at a time. So the
         compiled neuron kernels come in one length."""
         cached = self.static(x) if generator is None else None
-        step, static = _MultiStep(self.step), _MultiStep(self.static)
+        step, static = _MultiStep(self.step), None if generator is None else _MultiStep(self.static)
         chunk = 1 << (min(chunk, steps[-1], MULTI_STEP_MAX).bit_length() - 1)
         stops = steps if count_spikes else steps[-1:]
         t = 0
@@ -347,10 +347,10 @@ class _MultiStep:
     """Runs a graph over a chunk of time steps at once: values are the steps' tensors stacked along the batch dimension
     (``[steps·batch, ...]``), or ``_Held`` for a value the same at every step; spiking layers run their steps in order
     (``scan``), every other node runs once on the stack. A residual addition that only feeds a neuron is left to that
-    neuron's kernel. Built once per simulation and run once per chunk: it walks the graph itself, with its modules and
-    the last reader of every value looked up in advance, where ``fx.Interpreter`` would rebuild its last-use table for
-    every chunk and run its per-node bookkeeping at every node (Python is the largest part of what a step costs
-    beyond the dense forward: ``benchmarks/simulation_profile.py``)."""
+    neuron's kernel. Built once per part of a batch and run once per chunk: it walks the graph itself, with its
+    modules and the last reader of every value looked up in advance, where ``fx.Interpreter`` would rebuild its
+    last-use table for every chunk and run its per-node bookkeeping at every node (Python is the largest part of what
+    a step costs beyond the dense forward: ``benchmarks/simulation_profile.py``)."""
 
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
