@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -24,25 +23,19 @@ import time
 from pathlib import Path
 
 import torch
-from simulation_throughput import folded_forward
+from simulation_throughput import converted, folded_forward
+from timing import minor_faults
 
-import rmp_zoo
 from rmp_zoo.machine import machine
 
 SETTINGS = {"1": "freed memory kept (default)", "0": "RMP_ZOO_KEEP_MEMORY=0: glibc trims freed memory"}
-
-
-def faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 @torch.no_grad()
 def child(args: argparse.Namespace) -> dict:
     """One process: µs per image-step and page faults per image-step of the SNN and of the dense forward."""
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    ann = rmp_zoo.create_model(args.arch, num_classes=10).eval()
-    snn = rmp_zoo.convert(ann, [torch.randn(64, 3, 32, 32)], neuron="rmp", threshold="max", initial_potential=0.5)
+    ann, snn, _ = converted(args.arch, seed=args.seed)
     dense = folded_forward(ann)
     x = torch.randn(args.batch_size, 3, 32, 32)
     snn.run(x, [args.steps])
@@ -52,10 +45,10 @@ def child(args: argparse.Namespace) -> dict:
     for _ in range(args.calls):
         for name, call in (("snn", lambda: snn.run(x, [args.steps])),
                            ("dense", lambda: [dense(x) for _ in range(args.steps)])):
-            before, start = faults(), time.perf_counter()
+            before, start = minor_faults(), time.perf_counter()
             call()
             spent[name].append((time.perf_counter() - start) / (args.batch_size * args.steps))
-            faulted[name] += faults() - before
+            faulted[name] += minor_faults() - before
     per = args.calls * args.batch_size * args.steps
     return {f"{name}_us": 1e6 * statistics.median(spent[name]) for name in spent} | {
         f"{name}_faults": faulted[name] / per for name in faulted}

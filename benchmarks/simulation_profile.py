@@ -20,10 +20,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from simulation_throughput import folded_forward
+from simulation_throughput import converted, folded_forward
 from torch.profiler import ProfilerActivity, profile
 
-import rmp_zoo
 from rmp_zoo.machine import machine
 
 CATEGORIES = {  # the first category whose prefix an op's name starts with
@@ -66,9 +65,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/simulation_profile")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    ann = rmp_zoo.create_model(args.arch, num_classes=10).eval()
-    snn = rmp_zoo.convert(ann, [torch.randn(64, 3, 32, 32)], neuron="rmp", threshold="max", initial_potential=0.5)
+    ann, snn, _ = converted(args.arch, seed=args.seed)
     dense = folded_forward(ann)
     x = torch.randn(args.batch_size, 3, 32, 32)
     items = args.batch_size * args.steps

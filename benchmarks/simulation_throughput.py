@@ -26,14 +26,13 @@ import argparse
 import copy
 import csv
 import json
-import resource
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
-from timing import dense_forwards, median_seconds_per_item, timed
+from timing import dense_forwards, median_seconds_per_item, minor_faults, timed
 from torch import nn
 
 import rmp_zoo
@@ -83,13 +82,20 @@ def spikingjelly_contender(ann: nn.Module, calibration: list[torch.Tensor], step
     return {SPIKINGJELLY: (steps, lambda x: simulate_spikingjelly(sj, x, [steps]))}
 
 
-def contenders(arch: str, num_classes: int, steps: int, device: torch.device, seed: int,
-               spikingjelly: bool) -> dict:
-    """Every contender as ``name: (steps per call, fn of an image batch)``."""
+def converted(arch: str, num_classes: int = 10, device: torch.device = torch.device("cpu"),
+              seed: int = 0) -> tuple[nn.Module, rmp_zoo.SpikingNetwork, list[torch.Tensor]]:
+    """(ANN, SNN, calibration batches): ``arch`` with seeded random weights, converted to RMP neurons with max
+    thresholds from one batch of random images and θ/2 initial potentials, as every simulation benchmark times it."""
     torch.manual_seed(seed)
     ann = rmp_zoo.create_model(arch, num_classes=num_classes).eval().to(device)
     calibration = [torch.randn(64, 3, 32, 32, device=device)]
-    snn = rmp_zoo.convert(ann, calibration, neuron="rmp", threshold="max", initial_potential=0.5)
+    return ann, rmp_zoo.convert(ann, calibration, neuron="rmp", threshold="max", initial_potential=0.5), calibration
+
+
+def contenders(arch: str, num_classes: int, steps: int, device: torch.device, seed: int,
+               spikingjelly: bool) -> dict:
+    """Every contender as ``name: (steps per call, fn of an image batch)``."""
+    ann, snn, calibration = converted(arch, num_classes, device, seed)
     return {**{name: (1, fn) for name, fn in dense_forwards(ann).items()}, FOLDED: (1, folded_forward(ann)),
             **snn_contenders(snn, steps), **(spikingjelly_contender(ann, calibration, steps) if spikingjelly else {})}
 
@@ -111,11 +117,10 @@ def measure(arch: str, num_classes: int, batch_sizes: list[int], steps: int, rep
 
 @torch.no_grad()
 def page_faults(fn, x: torch.Tensor) -> int:
-    """Minor page faults of this process during one steady call of ``fn(x)``: pages the allocator had handed back
-    to the system and took again (each one zero-filled by the kernel)."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    """Minor page faults of this process during one steady call of ``fn(x)``."""
+    before = minor_faults()
     fn(x)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return minor_faults() - before
 
 
 def report(rows: list[dict], args: argparse.Namespace, header: str) -> str:

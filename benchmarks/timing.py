@@ -6,6 +6,7 @@ contenders take turns round after round, so that drifting machine load hits all 
 from __future__ import annotations
 
 import copy
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -27,6 +28,12 @@ def timed(fn: Callable, *args) -> float:
     fn(*args)
     synchronize(device)
     return time.perf_counter() - start
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far: pages the allocator had handed back to the system and took again
+    (each one zero-filled by the kernel)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def dense_forwards(ann: nn.Module) -> dict[str, Callable]:
