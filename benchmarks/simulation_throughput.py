@@ -23,6 +23,7 @@ the one-off cost of compiling its kernels (from torch's on-disk cache when they 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import json
@@ -38,6 +39,7 @@ from torch import nn
 import rmp_zoo
 from rmp_zoo.conversion import neuron_kernel
 from rmp_zoo.conversion.fold import fold_batchnorm
+from rmp_zoo.conversion.spike_conv import float_convs
 from rmp_zoo.conversion.trace import prepare
 from rmp_zoo.machine import machine
 
@@ -56,17 +58,20 @@ def folded_forward(ann: nn.Module):
 
 
 def snn_contenders(snn: rmp_zoo.SpikingNetwork, steps: int) -> dict:
-    def simulate(mode: str, fused: bool):
+    def simulate(mode: str, fused: bool, integer: bool = True):
         def fn(x: torch.Tensor):
-            if fused:
-                return snn.run(x, [steps], mode=mode)
-            with neuron_kernel.op_by_op():
+            with contextlib.ExitStack() as levers:
+                if not fused:
+                    levers.enter_context(neuron_kernel.op_by_op())
+                if not integer:
+                    levers.enter_context(float_convs())
                 return snn.run(x, [steps], mode=mode)
         return fn
 
     return {"rmp_zoo SNN, step by step, op by op": (steps, simulate("step", False)),
             "rmp_zoo SNN, step by step, fused": (steps, simulate("step", True)),
             "rmp_zoo SNN, multi-step, op by op": (steps, simulate("multi", False)),
+            "rmp_zoo SNN, multi-step, fused, fp32 spike convolutions": (steps, simulate("multi", True, False)),
             DEFAULT: (steps, simulate("multi", True))}
 
 

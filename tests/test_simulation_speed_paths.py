@@ -228,7 +228,7 @@ def test_fused_kernels_equal_the_op_by_op_neuron(kernels, neuron, burst, dtype):
             elif case == "held":
                 parts.append(cell.scan(x[:batch], length, held=True))
             else:
-                parts.append(cell.scan(x[rows].clone(), length, plus=plus[rows] if case == "plus" else None))
+                parts.append(cell.scan(x[rows].clone(), length, plus=(plus[rows],) if case == "plus" else ()))
         got = torch.cat(parts)
         assert neuron_kernel.kernels().compiled == (kernels == "compiled")
         assert torch.equal(got, expected), case

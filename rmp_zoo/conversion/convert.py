@@ -13,6 +13,7 @@ from .fold import fold_batchnorm
 from .network import SpikingNetwork
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
+from .spike_conv import use_spike_convs
 from .trace import MAXPOOL_MODULES, activation_names, prepare, set_module
 
 
@@ -49,6 +50,7 @@ def convert(ann: nn.Module, calibration: Iterable[Any] | None = None, *,
     for node in gm.graph.nodes:
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), MAXPOOL_MODULES):
             set_module(gm, node.target, SpikingMaxPool(gm.get_submodule(node.target)))
+    use_spike_convs(gm)
     gm.recompile()
     snn = SpikingNetwork(gm, settings, threshold_method=method)
     if settings.bias_correction is not None:

@@ -16,6 +16,7 @@ from torch import fx, nn
 from .cpu_memory import keep_freed_memory
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
+from .spike_conv import SpikeConv2d, codes_buffer, spike_coding
 from .trace import WEIGHTED_MODULES
 
 # Multi-step simulation: the largest activation of a chunk of time steps stacked along the batch, in bytes. On a CPU
@@ -328,10 +329,17 @@ class _Held:
 
 
 class _Sum:
-    """``a + b`` not yet computed: the neuron it feeds adds it inside its kernel."""
+    """``a + rest[0] + rest[1] + ...`` not yet computed (an integer convolution's halves, a residual addition): the
+    neuron it feeds adds it inside its kernel. ``a`` is a fresh tensor that may be overwritten."""
 
-    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        self.a, self.b = a, b
+    def __init__(self, a: torch.Tensor, *rest: torch.Tensor) -> None:
+        self.a, self.rest = a, rest
+
+    def total(self) -> torch.Tensor:
+        """The sum, computed into ``a`` in the order the neuron kernel adds it."""
+        for term in self.rest:
+            self.a.add_(term)
+        return self.a
 
 
 class _NotBatchwise(Exception):
@@ -360,12 +368,16 @@ class _MultiStep:
         self.dropped_after: dict[fx.Node, list[fx.Node]] = {}  # values freed once their last reader has run
         for value, reader in last_reader.items():
             self.dropped_after.setdefault(reader, []).append(value)
+        self.code_readers = {n: [self.modules[u] for u in n.users if isinstance(self.modules.get(u), SpikeConv2d)]
+                             for n in self.nodes if isinstance(self.modules.get(n), SpikingNeuron)}
+        self.codes: dict[fx.Node, torch.Tensor] = {}  # neuron outputs as integer convolution inputs (spike_conv)
         self.steps = self.batch = 0
 
     def run(self, *inputs: Any, steps: int, batch: int, held: bool = False) -> Any:
         """The graph's outputs for a chunk of ``steps`` steps of ``batch`` images, stacked; ``held`` inputs are each
         the same at every step."""
         self.steps, self.batch = steps, batch
+        self.codes = {}
         env: dict[fx.Node, Any] = {}
         inputs_left = iter(inputs)
         for node in self.nodes:
@@ -378,6 +390,7 @@ class _MultiStep:
                 env[node] = self._run_node(node, env)
             for value in self.dropped_after.get(node, ()):
                 del env[value]
+                self.codes.pop(value, None)
         raise ValueError("the graph has no output node")
 
     def _run_node(self, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
@@ -390,25 +403,41 @@ class _MultiStep:
         module = self.modules.get(node)
         if isinstance(module, SpikingNeuron):
             x = args[0]
+            codes = self._codes_for(node, module, x.a if isinstance(x, _Sum) else getattr(x, "value", x))
             if isinstance(x, _Sum):
-                return self._checked(node, module.scan(x.a, self.steps, plus=x.b))
+                return self._checked(node, module.scan(x.a, self.steps, plus=x.rest, codes=codes))
             if isinstance(x, _Held):
-                return self._checked(node, module.scan(x.value, self.steps, held=True))
+                return self._checked(node, module.scan(x.value, self.steps, held=True, codes=codes))
             if not self._owned(node.args[0]):
                 x = x.clone()
-            return self._checked(node, module.scan(x, self.steps))
+            return self._checked(node, module.scan(x, self.steps, codes=codes))
         if isinstance(module, SpikingMaxPool):
             x = args[0]
             held = isinstance(x, _Held)
             return self._checked(node, module.scan(x.value if held else x, self.steps, held=held))
-        if not any(isinstance(a, torch.Tensor) for a in _leaves((args, kwargs))):  # all held: so is the result
+        if not any(isinstance(a, (torch.Tensor, _Sum)) for a in _leaves((args, kwargs))):  # all held: so is the result
             args, kwargs = fx.node.map_aggregate((args, kwargs), lambda a: a.value if isinstance(a, _Held) else a)
             out = self._call(node, module, args, kwargs)
             return _Held(out) if isinstance(out, torch.Tensor) else out
         if self._fusable(node, args, kwargs):  # a + b, where the neuron that reads it may overwrite a
-            return _Sum(*args) if self._owned(node.args[0]) else _Sum(args[1], args[0])
+            first, second = args if isinstance(args[0], _Sum) or self._owned(node.args[0]) else args[::-1]
+            if isinstance(first, _Sum):
+                return _Sum(first.a, *first.rest, second.total() if isinstance(second, _Sum) else second)
+            return _Sum(first, second)
+        if isinstance(module, SpikeConv2d) and node.args[0] in self.codes:  # its neuron wrote the integer input
+            out = _Sum(*module.terms(self.codes[node.args[0]]))
+            self._checked(node, out.a)
+            return out if len(node.users) == 1 else out.total()  # a single reader adds it up, or its neuron does
         args, kwargs = fx.node.map_aggregate((args, kwargs), self._stacked)
         return self._checked(node, self._call(node, module, args, kwargs))
+
+    def _codes_for(self, node: fx.Node, neuron: SpikingNeuron, x: torch.Tensor) -> tuple | None:
+        """A buffer for the neuron to write its spikes into as integer convolution input, when a reader wants it."""
+        if not (any(conv.integer(x) for conv in self.code_readers[node])
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return None
+        self.codes[node] = codes_buffer((self.steps * self.batch, *x.shape[1:]), x.device)
+        return (self.codes[node], *spike_coding(neuron))
 
     @staticmethod
     def _call(node: fx.Node, module: nn.Module | None, args: tuple, kwargs: dict) -> Any:
@@ -428,16 +457,21 @@ class _MultiStep:
         return _is_add(node)
 
     def _fusable(self, node: fx.Node, args: tuple, kwargs: dict) -> bool:
-        """An addition of two stacked tensors of one shape and dtype, one of them owned, read only by a neuron."""
+        """An addition of two stacked tensors (or unfinished sums) of one shape and dtype, one of them owned, read only
+        by a neuron."""
         if not _is_add(node) or kwargs or len(args) != 2 or len(node.users) != 1:
             return False
         user = next(iter(node.users))
-        return (all(isinstance(a, torch.Tensor) for a in args) and args[0].shape == args[1].shape
-                and args[0].dtype == args[1].dtype and any(self._owned(a) for a in node.args)
+        a, b = (t.a if isinstance(t, _Sum) else t for t in args)
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and any(isinstance(t, _Sum) or self._owned(n) for t, n in zip(args, node.args))
                 and user.op == "call_module" and user.args[0] is node
                 and isinstance(self.modules[user], SpikingNeuron))
 
     def _stacked(self, value: Any) -> Any:
+        """A value as a plain tensor for a node that reads it as the graph would."""
+        if isinstance(value, _Sum):
+            return value.total()
         return torch.cat([value.value] * self.steps) if isinstance(value, _Held) else value
 
     def _checked(self, node: fx.Node, out: Any) -> Any:

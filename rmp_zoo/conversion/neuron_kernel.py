@@ -25,30 +25,43 @@ from ..compiling import call_or_fall_back, compile_kernel, compile_wanted
 from ..models.qcfs_kernel import _flatten
 
 
+Codes = tuple  # (high, low, base, zero): uint8 outputs for integer spike convolutions (spike_conv)
+
+
+def write_codes(spikes: torch.Tensor, codes: Codes | None) -> None:
+    """Write the signed spike counts s of a step as ``spike_conv``'s input pair: base·s + zero and s + zero."""
+    if codes is not None:
+        high, low, base, zero = codes
+        low.copy_((spikes + zero).to(torch.uint8))
+        high.copy_((spikes * base + zero).to(torch.uint8))
+
+
 def rmp_step(x: torch.Tensor, v: torch.Tensor, out: torch.Tensor, net: None, threshold: torch.Tensor,
-             steps: None, count: torch.Tensor | None, burst: int) -> None:
+             steps: None, count: torch.Tensor | None, burst: int, codes: Codes | None = None) -> None:
     """Reset by subtraction: ``out = θ·[v + x ≥ θ]``, ``v ← v + x − out``."""
     v.add_(x)
     torch.ge(v, threshold, out=out)  # 1.0 where the neuron fires, else 0.0
     if count is not None:
         count.add_(out)
+    write_codes(out, codes)
     out.mul_(threshold)
     v.sub_(out)
 
 
 def if_step(x: torch.Tensor, v: torch.Tensor, out: torch.Tensor, net: None, threshold: torch.Tensor, steps: None,
-            count: torch.Tensor | None, burst: int) -> None:
+            count: torch.Tensor | None, burst: int, codes: Codes | None = None) -> None:
     """Reset to zero where the neuron fired."""
     v.add_(x)
     torch.ge(v, threshold, out=out)
     if count is not None:
         count.add_(out)
     v.mul_(1 - out)  # 0 where it fired (v > 0 there, so +0.0), else unchanged
+    write_codes(out, codes)
     out.mul_(threshold)
 
 
 def signed_step(x: torch.Tensor, v: torch.Tensor, out: torch.Tensor, net: torch.Tensor, threshold: torch.Tensor,
-                steps: None, count: torch.Tensor | None, burst: int) -> None:
+                steps: None, count: torch.Tensor | None, burst: int, codes: Codes | None = None) -> None:
     """RMP, plus a negative spike where the potential is below zero while more positive than negative spikes were
     fired so far (``net`` > 0)."""
     v.add_(x)
@@ -57,12 +70,13 @@ def signed_step(x: torch.Tensor, v: torch.Tensor, out: torch.Tensor, net: torch.
     net.add_(out)
     if count is not None:
         count.add_(out.abs())
+    write_codes(out, codes)
     out.mul_(threshold)
     v.sub_(out)
 
 
 def burst_step(x: torch.Tensor, v: torch.Tensor, out: torch.Tensor, net: torch.Tensor, threshold: torch.Tensor,
-               steps: torch.Tensor, count: torch.Tensor | None, burst: int) -> None:
+               steps: torch.Tensor, count: torch.Tensor | None, burst: int, codes: Codes | None = None) -> None:
     """Up to ``burst`` spikes, as many as the potential holds whole thresholds, while the count ``net`` stays at most
     one spike per step so far (``steps``, this step included)."""
     v.add_(x)
@@ -70,12 +84,14 @@ def burst_step(x: torch.Tensor, v: torch.Tensor, out: torch.Tensor, net: torch.T
     net.add_(out)
     if count is not None:
         count.add_(out)
+    write_codes(out, codes)
     out.mul_(threshold)
     v.sub_(out)
 
 
 def signed_burst_step(x: torch.Tensor, v: torch.Tensor, out: torch.Tensor, net: torch.Tensor,
-                      threshold: torch.Tensor, steps: torch.Tensor, count: torch.Tensor | None, burst: int) -> None:
+                      threshold: torch.Tensor, steps: torch.Tensor, count: torch.Tensor | None, burst: int,
+                      codes: Codes | None = None) -> None:
     """Burst spikes that a signed neuron may also take back: up to ``burst`` a step, never more than it fired."""
     v.add_(x)
     whole = torch.floor(v / threshold)
@@ -84,6 +100,7 @@ def signed_burst_step(x: torch.Tensor, v: torch.Tensor, out: torch.Tensor, net: 
     net.add_(out)
     if count is not None:
         count.add_(out.abs())
+    write_codes(out, codes)
     out.mul_(threshold)
     v.sub_(out)
 
@@ -92,19 +109,21 @@ STEPS: dict[str, Callable] = {"rmp": rmp_step, "if": if_step, "signed": signed_s
                               "signed_burst": signed_burst_step}
 
 
-def scan(step: Callable, rows: list[torch.Tensor], held: torch.Tensor | None, plus: list[torch.Tensor] | None,
+def scan(step: Callable, rows: list[torch.Tensor], held: torch.Tensor | None, plus: list[list[torch.Tensor]] | None,
          v: torch.Tensor, net: torch.Tensor | None, threshold: torch.Tensor, steps: torch.Tensor | None,
-         count: torch.Tensor | None, burst: int) -> None:
+         count: torch.Tensor | None, burst: int, codes: list[Codes] | None = None) -> None:
     """``len(rows)`` time steps of ``step`` in one kernel, the state kept in registers between them. Step i reads its
-    input from ``rows[i]`` (or ``held``, the same input at every step), plus ``plus[i]`` if given (a residual addition
-    fused into the neuron, added as the graph adds it), and writes its output into ``rows[i]``."""
+    input from ``rows[i]`` (or ``held``, the same input at every step), plus the terms ``plus[i]`` if given, in order
+    (the second half of an integer convolution, a residual addition: additions fused into the neuron, made as the
+    unfused graph makes them), and writes its output into ``rows[i]`` (and, given ``codes``,
+    its spikes into ``codes[i]``)."""
     for i, row in enumerate(rows):
         inp = row if held is None else held
-        if plus is not None:
-            inp = inp + plus[i]
+        for term in () if plus is None else plus[i]:
+            inp = inp + term
         if steps is not None:
             steps.add_(1)
-        step(inp, v, row, net, threshold, steps, count, burst)
+        step(inp, v, row, net, threshold, steps, count, burst, None if codes is None else codes[i])
 
 
 # One function per kind, so that each has torch.compile's cache of versions (one per chunk length, input form and

@@ -70,23 +70,37 @@ class SpikingNeuron(nn.Module):
         self._step(x, self._state[1])
         return self.out
 
-    def scan(self, x: torch.Tensor, steps: int, held: bool = False, plus: torch.Tensor | None = None) -> torch.Tensor:
+    def scan(self, x: torch.Tensor, steps: int, held: bool = False, plus: tuple[torch.Tensor, ...] = (),
+             codes: tuple[torch.Tensor, int, int] | None = None) -> torch.Tensor:
         """``steps`` time steps at once (multi-step simulation), in one kernel: ``x`` holds their inputs stacked along
         the batch dimension, step after step (``[steps·B, ...]``), or with ``held`` the one input ``[B, ...]`` of all
-        of them; ``plus``, stacked like ``x``, is added to it (a residual addition fused into the neuron). Returns the
-        outputs stacked the same way, written into ``x`` unless ``held``: the caller hands over a tensor nothing else
-        reads. Bitwise the same as ``steps`` calls of ``forward`` (on ``x + plus``)."""
+        of them; the tensors ``plus``, stacked like ``x``, are added to it in order (additions fused into the neuron).
+        Returns the outputs stacked the same way, written into ``x`` unless ``held``: the caller hands over a tensor
+        nothing else reads. Bitwise the same as ``steps`` calls of ``forward`` (on ``x + plus[0] + ...``). ``codes`` (a uint8 tensor
+        ``[steps·B, 2·C, H, W]`` in channels-last order, base, zero point) also receives the spikes as the input of
+        integer spike convolutions (``spike_conv.spike_codes``), for channels-last 4-d layers."""
         if self.v is None:
             self._start(x if held else x[:len(x) // steps])
         if held:
             rows = torch.empty((steps, self.v.numel()), dtype=self.v.dtype, device=self.v.device)
         else:
             rows = neuron_kernel.flat_steps(x, self.v, steps)
-        extra = None if plus is None else [r.detach() for r in neuron_kernel.flat_steps(plus, self.v, steps).unbind(0)]
         v, _, net = self._state
-        neuron_kernel.kernels().scan(self._kind, [r.detach() for r in rows.unbind(0)],
-                                     neuron_kernel.flat(x, like=self.v) if held else None, extra, v, net,
-                                     self.threshold, self._elapsed, self._counter(), self.burst)
+        shape = (-1,)
+        if codes is not None:  # per step, [pixels, C] views of everything, so that the codes' pairs line up
+            buffer, base, zero = codes
+            shape = (-1, self.v.shape[1])
+            if not self.v.is_contiguous(memory_format=torch.channels_last):
+                raise ValueError("spike codes need a channels-last layer")
+            pairs = buffer.permute(0, 2, 3, 1).view(steps, -1, 2, shape[1])
+            codes = [(pair[:, 0], pair[:, 1], base, zero) for pair in pairs.unbind(0)]
+        view = (lambda t: None if t is None else t.view(shape))
+        terms = [[view(r.detach()) for r in neuron_kernel.flat_steps(t, self.v, steps).unbind(0)] for t in plus]
+        extra = [list(step_terms) for step_terms in zip(*terms)] if plus else None
+        neuron_kernel.kernels().scan(self._kind, [view(r.detach()) for r in rows.unbind(0)],
+                                     view(neuron_kernel.flat(x, like=self.v)) if held else None, extra, view(v),
+                                     view(net), self.threshold, self._elapsed, view(self._counter()), self.burst,
+                                     codes)
         self.steps += steps
         return neuron_kernel.unflat_steps(rows, self.v)
 
