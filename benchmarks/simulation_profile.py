@@ -26,7 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 from rmp_zoo.machine import machine
 
 CATEGORIES = {  # the first category whose prefix an op's name starts with
-    "convolution and linear": ("aten::mkldnn_convolution", "aten::addmm", "aten::mm"),
+    "fp32 convolution and linear": ("aten::mkldnn_convolution", "aten::addmm", "aten::mm"),
+    "integer spike convolutions": ("onednn::qconv",),
     "fused neuron kernels": ("## Call CompiledFxGraph",),
     "torch.compile guards and wrappers": ("TorchDynamo", "Torch-Compiled Region", "AOTDispatcher", "Pregraph"),
     "ReLU and residual additions": ("aten::relu", "aten::clamp_min", "aten::add"),

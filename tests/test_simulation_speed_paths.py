@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmp_zoo.conversion import SpikingMaxPool, SpikingNeuron, convert, neuron_kernel, simulate
+from rmp_zoo.conversion import SpikeConv2d, SpikingMaxPool, SpikingNeuron, convert, neuron_kernel, simulate
 from rmp_zoo.conversion import network as network_module
 from rmp_zoo.conversion.stats import measure_costs
 from rmp_zoo.models.resnet import PadShortcut
@@ -15,16 +15,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 class Residual(nn.Module):
     """Every kind of node the multi-step path treats specially: a held input layer, residual additions (fused into
-    the neuron) with a zero-padded strided shortcut, gated max pooling, average pooling and a reshape."""
+    the neuron) with a zero-padded strided shortcut, gated max pooling, average pooling and a reshape; at width 32,
+    integer spike convolutions (``spike_conv``) too."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 8) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.shortcut = PadShortcut(8)
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.shortcut = PadShortcut(width)
         self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(16, 5)
+        self.fc = nn.Linear(2 * width, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.stem(x))
@@ -37,6 +38,11 @@ class Residual(nn.Module):
 def residual() -> nn.Module:
     torch.manual_seed(0)
     return Residual().eval()
+
+
+def wide_residual() -> nn.Module:
+    torch.manual_seed(0)
+    return Residual(32).eval()
 
 
 def mlp() -> nn.Module:
@@ -56,8 +62,21 @@ def images() -> torch.Tensor:
 def test_multi_step_gives_the_step_paths_spikes(make, neuron, burst, encoding, images):
     """The same spikes in every layer at every requested T, the same SynOps, and the same outputs (bitwise here; in
     general up to the summation order a conv/linear library picks for a batch of B against one of chunk·B)."""
-    snn = convert(make(), [images], neuron=neuron, burst=burst, encoding=encoding, initial_potential=0.5,
-                  maxpool="gate")
+    assert_multi_step_gives_the_step_paths_spikes(
+        convert(make(), [images], neuron=neuron, burst=burst, encoding=encoding, initial_potential=0.5,
+                maxpool="gate"), images)
+
+
+@pytest.mark.parametrize("neuron,burst", [("rmp", 1), ("if", 1), ("signed", 1), ("rmp", 2), ("signed", 2)])
+def test_multi_step_gives_the_step_paths_spikes_through_integer_convolutions(neuron, burst, images):
+    """The same at width 32, where spikes feed integer convolutions (``spike_conv``): written by the neuron kernels
+    and added up there in the multi-step path, from the eager codes and additions step by step."""
+    snn = convert(wide_residual(), [images], neuron=neuron, burst=burst, initial_potential=0.5, maxpool="gate")
+    assert any(isinstance(m, SpikeConv2d) for m in snn.modules())
+    assert_multi_step_gives_the_step_paths_spikes(snn, images)
+
+
+def assert_multi_step_gives_the_step_paths_spikes(snn, images: torch.Tensor) -> None:
     fanout = measure_costs(snn, images).fanout_map
     T = [1, 3, 8, 16, 24]
     ref_out, ref_spikes, ref_synops = snn.run(images, T, mode="step", fanout=fanout)

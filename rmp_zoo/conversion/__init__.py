@@ -7,7 +7,8 @@ from .network import SpikingNetwork
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
 from .simulate import simulate
+from .spike_conv import SpikeConv2d, float_convs
 
 __all__ = ["convert", "ConversionSettings", "correct_bias", "apply_bias_shifts", "simulate", "evaluate",
            "conversion_error", "SpikingNetwork", "EvalResult", "ConversionError", "LayerError", "SpikingNeuron",
-           "SpikingMaxPool"]
+           "SpikingMaxPool", "SpikeConv2d", "float_convs"]

@@ -1,4 +1,5 @@
-"""ANN → SNN conversion: trace → fold BatchNorm → choose thresholds → replace activations by neurons."""
+"""ANN → SNN conversion: trace → fold BatchNorm → choose thresholds → replace activations by neurons (and the
+convolutions they feed by integer spike convolutions)."""
 from __future__ import annotations
 
 import copy

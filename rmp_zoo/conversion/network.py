@@ -66,7 +66,8 @@ class SpikingNetwork(nn.Module):
         ``mode="multi"`` (the default) runs every layer over a chunk of time steps at once: conv/linear layers, pooling
         and additions see the chunk's steps stacked along the batch dimension (one large call instead of one per
         step), and each spiking layer runs its steps in order in one fused kernel (``neuron_kernel``), residual
-        addition included. Chunks hold ``chunk`` steps, by default up to ``MULTI_STEP_MAX`` and as many as keep the
+        addition included; where it feeds integer spike convolutions (``spike_conv``, on CPUs), the kernel also writes
+        their uint8 input and adds their two halves. Chunks hold ``chunk`` steps, by default up to ``MULTI_STEP_MAX`` and as many as keep the
         stacked activations within ``MULTI_STEP_BYTES``, a batch too large for that running in parts (``_plan``). When
         spikes are counted, chunks end at every requested T. It gives the spikes of ``mode="step"``, which runs the
         step graph once per step: the reference, and the path with the least memory. Outputs agree up to the summation

@@ -12,7 +12,9 @@ same order: outputs, potentials and spike counts are bitwise equal on CPU
 run eagerly, op by op, with a warning when compiling failed.
 
 Kernels see flat 1-D views in memory order, detached, with grad off, so that one compiled version per function,
-dtype and device (and, for ``scan``, chunk length and input form) serves every layer shape and layout.
+dtype and device (and, for ``scan``, chunk length and input form) serves every layer shape and layout. A scan whose
+layer feeds integer spike convolutions (``spike_conv``) also writes each step's spikes as their uint8 input; it sees
+[pixels, channels] views of a channels-last layer instead, so that each spike lands beside its channel's pair.
 """
 from __future__ import annotations
 
