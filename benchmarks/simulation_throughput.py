@@ -8,7 +8,9 @@ batch of random images. Contenders, each lever on its own:
 * the dense ANN: NCHW and channels-last with BatchNorm as trained, and channels-last with BatchNorm folded into the
   convolutions (as the SNN has it: the real limit a time step is held against);
 * rmp_zoo's SNN (RMP neurons, θ/2 start): step by step or multi-step (``SpikingNetwork.run(mode=...)``), each with
-  the neuron update op by op or as one fused compiled kernel (``neuron_kernel``); the default is multi-step, fused;
+  the neuron update op by op or as one fused compiled kernel (``neuron_kernel``), and spike-fed convolutions in fp32
+  (``float_convs()``) or integer arithmetic (``spike_conv``): the levers one at a time from the step-by-step, op by op,
+  fp32 simulator, and all three together (the default: multi-step, fused, integer);
 * SpikingJelly 2.x's converted network (99.9% thresholds, single-step mode as its converter returns it), when
   spikingjelly is installed.
 
@@ -58,7 +60,7 @@ def folded_forward(ann: nn.Module):
 
 
 def snn_contenders(snn: rmp_zoo.SpikingNetwork, steps: int) -> dict:
-    def simulate(mode: str, fused: bool, integer: bool = True):
+    def simulate(mode: str, fused: bool, integer: bool):
         def fn(x: torch.Tensor):
             with contextlib.ExitStack() as levers:
                 if not fused:
@@ -68,11 +70,12 @@ def snn_contenders(snn: rmp_zoo.SpikingNetwork, steps: int) -> dict:
                 return snn.run(x, [steps], mode=mode)
         return fn
 
-    return {"rmp_zoo SNN, step by step, op by op": (steps, simulate("step", False)),
-            "rmp_zoo SNN, step by step, fused": (steps, simulate("step", True)),
-            "rmp_zoo SNN, multi-step, op by op": (steps, simulate("multi", False)),
+    return {"rmp_zoo SNN, step by step, op by op": (steps, simulate("step", False, False)),
+            "rmp_zoo SNN, step by step, fused": (steps, simulate("step", True, False)),
+            "rmp_zoo SNN, step by step, integer spike convolutions": (steps, simulate("step", False, True)),
+            "rmp_zoo SNN, multi-step, op by op": (steps, simulate("multi", False, False)),
             "rmp_zoo SNN, multi-step, fused, fp32 spike convolutions": (steps, simulate("multi", True, False)),
-            DEFAULT: (steps, simulate("multi", True))}
+            DEFAULT: (steps, simulate("multi", True, True))}
 
 
 def spikingjelly_contender(ann: nn.Module, calibration: list[torch.Tensor], steps: int) -> dict:

@@ -125,11 +125,14 @@ def test_a_simulation_fires_the_spikes_of_fp32_convolutions(neuron, burst, image
 
 
 def test_integer_convolutions_can_be_switched_off(images, monkeypatch):
-    """``RMP_ZOO_INTEGER_CONVS=0`` and ``float_convs()`` leave every convolution in fp32."""
+    """``RMP_ZOO_INTEGER_CONVS=0`` and ``float_convs()`` leave every convolution in fp32, and so does a small fan-in
+    (16 channels × 3×3: two fp32 outputs cost more than the integer sums save)."""
     snn = convert(Wide().eval(), [images])
     conv = snn.net.conv1
     x = spikes_of(conv.source, (2, 32, 8, 8))
+    narrow = SpikeConv2d.of(nn.Conv2d(16, 32, 3, padding=1), conv.source)
     with torch.no_grad():
+        assert not narrow.integer(x[:, :16])
         assert conv.integer(x)
         with float_convs():
             assert not conv.integer(x)
