@@ -55,9 +55,10 @@ def test_integer_convolution_is_as_exact_as_fp32(neuron, burst, stride, padding)
     x = spikes_of(source, (4, 32, 9, 9))
     with torch.no_grad():
         assert conv.integer(x)
-        out = conv(x)
-        with float_convs():
-            fp32 = conv(x)
+        out = conv.of_codes(spike_codes(x, float(source.threshold), *spike_coding(source)))
+        fp32 = conv(x)  # not the source's output: fp32
+        source.out = x
+        assert torch.equal(conv(x), out)  # the source's output: integer
     w, b = conv.weight.double(), conv.bias.double()
     exact = F.conv2d(x.double(), w, b, stride, padding)
     magnitude = F.conv2d(x.double().abs(), w.abs(), b.abs(), stride, padding)
@@ -131,8 +132,9 @@ def test_integer_convolutions_can_be_switched_off(images, monkeypatch):
     conv = snn.net.conv1
     x = spikes_of(conv.source, (2, 32, 8, 8))
     narrow = SpikeConv2d.of(nn.Conv2d(16, 32, 3, padding=1), conv.source)
+    grouped = SpikeConv2d.of(nn.Conv2d(32, 32, 3, padding=1, groups=2), conv.source)
     with torch.no_grad():
-        assert not narrow.integer(x[:, :16])
+        assert not narrow.integer(x[:, :16]) and not grouped.integer(x)
         assert conv.integer(x)
         with float_convs():
             assert not conv.integer(x)
@@ -152,9 +154,68 @@ def test_weights_state_dict_and_copies_are_those_of_the_plain_network(images):
         assert torch.equal(clone(images, T=8), expected)
         assert any(m is clone.net.conv1.source for m in clone.net.modules())  # the copy's own neuron
     with torch.no_grad():
-        snn.net.conv2.weight.mul_(0.5)
+        snn.net.conv2.weight.data.mul_(0.5)  # no version bump: the packed weights are compared by value
         snn.net.conv2.bias.mul_(0.5)
         changed = snn(images, T=8)
         with float_convs():
             assert torch.allclose(changed, snn(images, T=8), atol=1e-5)
     assert not torch.equal(changed, expected)
+
+
+class Shapes(nn.Module):
+    """Integer convolutions in awkward places: added as the second term, feeding gated max pooling, read twice;
+    beside a grouped convolution (fp32) and a convolution called twice (left a plain Conv2d)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, padding=1)
+        self.side = nn.Conv2d(32, 32, 1)
+        self.conv1 = nn.Conv2d(32, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 32, 3, padding=1)
+        self.conv3 = nn.Conv2d(32, 32, 3, padding=1)
+        self.grouped = nn.Conv2d(64, 32, 3, padding=1, groups=2)
+        self.twice = nn.Conv2d(32, 32, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.stem(x))
+        y = F.relu(self.side(F.avg_pool2d(x, 3, 1, 1)) + self.conv1(x))
+        z = F.relu(self.pool(self.conv2(y)))
+        d = self.conv3(z)
+        w = F.relu(torch.cat([d, d], 1))
+        g = F.relu(self.grouped(w))
+        t = F.relu(self.twice(g))
+        t = F.relu(self.twice(t))
+        return self.fc(F.adaptive_avg_pool2d(t, 1).flatten(1))
+
+
+def test_awkward_graphs_give_the_step_paths_spikes_and_those_of_fp32_convolutions(images):
+    torch.manual_seed(0)
+    snn = convert(Shapes().eval(), [images], neuron="signed", burst=2, maxpool="gate")
+    assert {n for n, m in snn.named_modules() if isinstance(m, SpikeConv2d)} == {"net.conv1", "net.conv2",
+                                                                               "net.conv3", "net.grouped"}
+    T = [3, 8, 16]
+    ref_out, ref_spikes = snn.run(images, T, mode="step", count_spikes=True)
+    out, spikes = snn.run(images, T, count_spikes=True)
+    assert spikes == ref_spikes
+    for t in T:
+        assert torch.equal(out[t], ref_out[t])
+    with float_convs():
+        fp32_out, fp32_spikes = snn.run(images, T, count_spikes=True)
+    assert fp32_spikes == spikes
+    for t in T:
+        torch.testing.assert_close(out[t], fp32_out[t], rtol=0, atol=1e-5)
+
+
+def test_bias_correction_measures_the_ann_in_fp32(images, monkeypatch):
+    """Bias correction runs a copy of the network with clipped activations in place of neurons: its convolutions
+    see no spikes and must compute in fp32, so the shifts are those of fp32 convolutions."""
+    torch.manual_seed(0)
+    ann = Wide().eval()
+    shifts = convert(ann, [images], bias_correction=8).bias_shifts
+    monkeypatch.setenv("RMP_ZOO_INTEGER_CONVS", "0")
+    expected = convert(ann, [images], bias_correction=8).bias_shifts
+    assert shifts.keys() == expected.keys()
+    for name in shifts:
+        torch.testing.assert_close(shifts[name], expected[name], rtol=0, atol=1e-5)

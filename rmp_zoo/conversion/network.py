@@ -16,7 +16,7 @@ from torch import fx, nn
 from .cpu_memory import keep_freed_memory
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
-from .spike_conv import SpikeConv2d, codes_buffer, spike_coding
+from .spike_conv import SpikeConv2d, codes_buffer, spike_codes, spike_coding
 from .trace import WEIGHTED_MODULES
 
 # Multi-step simulation: the largest activation of a chunk of time steps stacked along the batch, in bytes. On a CPU
@@ -67,8 +67,9 @@ class SpikingNetwork(nn.Module):
         and additions see the chunk's steps stacked along the batch dimension (one large call instead of one per
         step), and each spiking layer runs its steps in order in one fused kernel (``neuron_kernel``), residual
         addition included; where it feeds integer spike convolutions (``spike_conv``, on CPUs), the kernel also writes
-        their uint8 input and adds their two halves. Chunks hold ``chunk`` steps, by default up to ``MULTI_STEP_MAX`` and as many as keep the
-        stacked activations within ``MULTI_STEP_BYTES``, a batch too large for that running in parts (``_plan``). When
+        their uint8 input and adds up their outputs. Chunks hold ``chunk`` steps, by default up to ``MULTI_STEP_MAX``
+        and as many as keep the stacked activations within ``MULTI_STEP_BYTES``, a batch too large for that running in
+        parts (``_plan``). When
         spikes are counted, chunks end at every requested T. It gives the spikes of ``mode="step"``, which runs the
         step graph once per step: the reference, and the path with the least memory. Outputs agree up to the summation
         order a conv/linear library picks for a batch of B against one of chunk·B (bitwise in the tests,
@@ -330,16 +331,17 @@ class _Held:
 
 
 class _Sum:
-    """``a + rest[0] + rest[1] + ...`` not yet computed (an integer convolution's halves, a residual addition): the
+    """``a + rest[0] + rest[1] + ...`` not yet computed (an integer convolution's terms, a residual addition): the
     neuron it feeds adds it inside its kernel. ``a`` is a fresh tensor that may be overwritten."""
 
     def __init__(self, a: torch.Tensor, *rest: torch.Tensor) -> None:
         self.a, self.rest = a, rest
 
     def total(self) -> torch.Tensor:
-        """The sum, computed into ``a`` in the order the neuron kernel adds it."""
+        """The sum, computed into ``a`` in the order the neuron kernel adds it (once: later calls return it)."""
         for term in self.rest:
             self.a.add_(term)
+        self.rest = ()
         return self.a
 
 
@@ -369,8 +371,13 @@ class _MultiStep:
         self.dropped_after: dict[fx.Node, list[fx.Node]] = {}  # values freed once their last reader has run
         for value, reader in last_reader.items():
             self.dropped_after.setdefault(reader, []).append(value)
-        self.code_readers = {n: [self.modules[u] for u in n.users if isinstance(self.modules.get(u), SpikeConv2d)]
-                             for n in self.nodes if isinstance(self.modules.get(n), SpikingNeuron)}
+        # integer convolutions fed by their own source layer (spike_conv), by the node that feeds them
+        self.spike_convs = {n: n.args[0] for n in self.nodes
+                            if isinstance(self.modules.get(n), SpikeConv2d) and isinstance(n.args[0], fx.Node)
+                            and self.modules.get(n.args[0]) is self.modules[n].source}
+        self.code_readers: dict[fx.Node, list[SpikeConv2d]] = {}
+        for conv, neuron in self.spike_convs.items():
+            self.code_readers.setdefault(neuron, []).append(self.modules[conv])
         self.codes: dict[fx.Node, torch.Tensor] = {}  # neuron outputs as integer convolution inputs (spike_conv)
         self.steps = self.batch = 0
 
@@ -413,7 +420,7 @@ class _MultiStep:
                 x = x.clone()
             return self._checked(node, module.scan(x, self.steps, codes=codes))
         if isinstance(module, SpikingMaxPool):
-            x = args[0]
+            x = args[0].total() if isinstance(args[0], _Sum) else args[0]
             held = isinstance(x, _Held)
             return self._checked(node, module.scan(x.value if held else x, self.steps, held=held))
         if not any(isinstance(a, (torch.Tensor, _Sum)) for a in _leaves((args, kwargs))):  # all held: so is the result
@@ -421,20 +428,25 @@ class _MultiStep:
             out = self._call(node, module, args, kwargs)
             return _Held(out) if isinstance(out, torch.Tensor) else out
         if self._fusable(node, args, kwargs):  # a + b, where the neuron that reads it may overwrite a
-            first, second = args if isinstance(args[0], _Sum) or self._owned(node.args[0]) else args[::-1]
-            if isinstance(first, _Sum):
-                return _Sum(first.a, *first.rest, second.total() if isinstance(second, _Sum) else second)
-            return _Sum(first, second)
-        if isinstance(module, SpikeConv2d) and node.args[0] in self.codes:  # its neuron wrote the integer input
-            out = _Sum(*module.terms(self.codes[node.args[0]]))
+            sums = [a for a in args if isinstance(a, _Sum)]
+            if sums:  # an integer convolution's terms first, then the rest in the graph's order
+                second = next(a for a in args if a is not sums[0])
+                return _Sum(sums[0].a, *sums[0].rest, second.total() if isinstance(second, _Sum) else second)
+            return _Sum(*args) if self._owned(node.args[0]) else _Sum(args[1], args[0])
+        if node in self.spike_convs and module.integer(args[0]):  # the layer's spikes as integers
+            source = self.spike_convs[node]
+            codes = self.codes.get(source)
+            if codes is None:  # its neuron did not write them (a layout the kernel does not write codes for)
+                codes = spike_codes(args[0], float(module.source.threshold), *spike_coding(module.source))
+            out = _Sum(*module.terms(codes))
             self._checked(node, out.a)
-            return out if len(node.users) == 1 else out.total()  # a single reader adds it up, or its neuron does
+            return out if len(node.users) == 1 else out.total()  # its reader adds it up, or that reader's neuron
         args, kwargs = fx.node.map_aggregate((args, kwargs), self._stacked)
         return self._checked(node, self._call(node, module, args, kwargs))
 
     def _codes_for(self, node: fx.Node, neuron: SpikingNeuron, x: torch.Tensor) -> tuple | None:
         """A buffer for the neuron to write its spikes into as integer convolution input, when a reader wants it."""
-        if not (any(conv.integer(x) for conv in self.code_readers[node])
+        if not (any(conv.integer(x) for conv in self.code_readers.get(node, ()))
                 and x.is_contiguous(memory_format=torch.channels_last)):
             return None
         self.codes[node] = codes_buffer((self.steps * self.batch, *x.shape[1:]), x.device)
@@ -464,8 +476,9 @@ class _MultiStep:
             return False
         user = next(iter(node.users))
         a, b = (t.a if isinstance(t, _Sum) else t for t in args)
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                and a.dtype == b.dtype and any(isinstance(t, _Sum) or self._owned(n) for t, n in zip(args, node.args))
+        return (args[0] is not args[1] and isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+                and a.shape == b.shape and a.dtype == b.dtype
+                and any(isinstance(t, _Sum) or self._owned(n) for t, n in zip(args, node.args))
                 and user.op == "call_module" and user.args[0] is node
                 and isinstance(self.modules[user], SpikingNeuron))
 

@@ -76,9 +76,9 @@ class SpikingNeuron(nn.Module):
         the batch dimension, step after step (``[steps·B, ...]``), or with ``held`` the one input ``[B, ...]`` of all
         of them; the tensors ``plus``, stacked like ``x``, are added to it in order (additions fused into the neuron).
         Returns the outputs stacked the same way, written into ``x`` unless ``held``: the caller hands over a tensor
-        nothing else reads. Bitwise the same as ``steps`` calls of ``forward`` (on ``x + plus[0] + ...``). ``codes`` (a uint8 tensor
-        ``[steps·B, 2·C, H, W]`` in channels-last order, base, zero point) also receives the spikes as the input of
-        integer spike convolutions (``spike_conv.spike_codes``), for channels-last 4-d layers."""
+        nothing else reads. Bitwise the same as ``steps`` calls of ``forward`` (on ``x + plus[0] + ...``). ``codes``
+        (a uint8 tensor ``[steps·B, 2·C, H, W]`` in channels-last order, base, zero point) also receives the spikes as
+        the input of integer spike convolutions (``spike_conv.spike_codes``), for channels-last 4-d layers."""
         if self.v is None:
             self._start(x if held else x[:len(x) // steps])
         if held:

@@ -1,29 +1,32 @@
 """Convolutions of spikes in exact integer arithmetic, on the int8 units of x86 CPUs (oneDNN, VNNI/AMX).
 
-Why: a convolution fed by binary spiking neurons sees θ·s with s in {0, 1}, so its output θ·Σ w·s is a sum of
-weights, not of products. Each fp32 weight is split, per output channel, into four signed 7-bit digits whose scales
-are powers of two 2^7 apart (w = Σ_j d_j·2^(e−7j), to 2^-28 of the channel's largest weight); the digit sums against
-spikes are exact int32 arithmetic, which CPUs with VNNI or AMX run several times faster than fp32 multiply-adds.
-Digits are paired (128·d_0 + d_1 against the inputs [128·s, s]) so that two int8 convolutions do the work; the
-neuron that reads them adds their fp32 outputs in its kernel. The result differs from the fp32 convolution by rounding only and lies closer to
-the exact sum (``tests/test_spike_conv.py`` bounds both errors). Everything else (other devices and dtypes, CPUs
-without VNNI, signed or burst neurons, ``RMP_ZOO_INTEGER_CONVS=0``) runs the plain fp32 convolution.
+Why: a convolution fed by a spiking neuron layer sees θ·s with s a small whole number (0 or 1; also −1 for signed
+neurons; up to the burst), so its output θ·Σ w·s is a sum of weights, not of products. Each fp32 weight is split, per
+output channel, into signed int8 digits with power-of-two scales, paired as base·hi + lo against the uint8 inputs
+[base·s + zero, s + zero] (base 128 for binary spikes, less for signed and burst ones, so that the codes fit uint8);
+two such pairs (three for bursts of 5 or more signed spikes, or 9 or more unsigned ones) keep each weight to within
+2^-24 of its channel's largest (2^-28 for binary spikes). oneDNN sums the digits exactly in int32, several times
+faster than fp32 multiply-adds on CPUs with VNNI or AMX, one call per pair; the fp32 outputs are added up after, by
+the neuron kernel that reads them in a multi-step simulation. The result differs from the fp32 convolution by
+rounding only (``tests/test_spike_conv.py`` bounds both errors). Everything else runs the plain fp32 convolution:
+other devices and dtypes, CPUs without VNNI, grouped convolutions, layers that sum fewer than ``_MIN_FAN_IN`` inputs,
+inputs that are not the source layer's spikes, and ``RMP_ZOO_INTEGER_CONVS=0`` or ``float_convs()``.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from .neurons import SpikingNeuron
 
 _PRECISION = 17  # bits below the first digit's unit the last one reaches: about fp32's 24 below the largest weight
-_ENABLED = True
+_ENABLED = contextvars.ContextVar("rmp_zoo_integer_convs", default=True)  # per thread, for float_convs()
 # Inputs summed per output below which the fp32 convolution is faster: the integer one writes two fp32 outputs, which
 # costs more than it saves where there is little to sum (3x3 over 16 channels, 1x1 shortcuts; benchmarks/spike_conv.py)
 _MIN_FAN_IN = 256
@@ -40,13 +43,13 @@ def integer_convs_supported() -> bool:
 
 @contextlib.contextmanager
 def float_convs() -> Iterator[None]:
-    """Inside this block spike convolutions run in fp32, as the ANN does: the reference they are tested against."""
-    global _ENABLED
-    saved, _ENABLED = _ENABLED, False
+    """Inside this block (in this thread) spike convolutions run in fp32, as the ANN does: the reference they are
+    tested against."""
+    token = _ENABLED.set(False)
     try:
         yield
     finally:
-        _ENABLED = saved
+        _ENABLED.reset(token)
 
 
 class SpikeConv2d(nn.Conv2d):
@@ -54,13 +57,14 @@ class SpikeConv2d(nn.Conv2d):
 
     The same parameters and state-dict keys as the Conv2d it replaces; only how it computes differs (see the module
     docstring). ``source`` is kept outside the module tree (it is registered where the graph holds it), and its
-    threshold is read at every call, so calibration and ``.to()`` need no update here.
+    threshold is read at every call, so calibration and ``.to()`` need no update here. Called with anything but the
+    source's output tensor (``source.out``; the multi-step simulation hands over codes instead), it runs in fp32.
     """
 
     @classmethod
     def of(cls, conv: nn.Conv2d, source: SpikingNeuron) -> SpikeConv2d:
         new = cls.__new__(cls)
-        new.__dict__.update(conv.__dict__)
+        new.__dict__.update({k: v.copy() if isinstance(v, dict) else v for k, v in conv.__dict__.items()})
         new.__dict__["source"] = source
         new.__dict__["_packed"] = None
         return new
@@ -69,7 +73,7 @@ class SpikeConv2d(nn.Conv2d):
         return {**super().__getstate__(), "_packed": None}  # prepacked oneDNN weights neither copy nor pickle
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.integer(x):
+        if x is not self.source.out or not self.integer(x):
             return super().forward(x)
         return self.of_codes(spike_codes(x, float(self.source.threshold), *spike_coding(self.source)))
 
@@ -94,20 +98,22 @@ class SpikeConv2d(nn.Conv2d):
 
     def integer(self, x: torch.Tensor) -> bool:
         """Whether the input ``x`` goes through the integer convolution."""
-        return (_ENABLED and x.device.type == "cpu" and x.dim() == 4 and x.dtype == self.weight.dtype == torch.float32
+        return (_ENABLED.get() and x.device.type == "cpu" and x.dim() == 4
+                and x.dtype == self.weight.dtype == torch.float32
                 and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
-                and self.padding_mode == "zeros" and not isinstance(self.padding, str) and self.source.burst <= 63
+                and self.groups == 1 and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+                and self.source.burst <= 63
                 and self.weight[0].numel() >= _MIN_FAN_IN
                 and float(self.source.threshold) > 0 and os.environ.get("RMP_ZOO_INTEGER_CONVS", "1") != "0"
                 and integer_convs_supported())
 
     def _digits(self, base: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The weight as prepacked int8 digit pairs with their per-channel scales, made again when it changed."""
-        w = self.weight
-        key = (w.data_ptr(), None if w.is_inference() else w._version, base)  # inference tensors have no version
-        if self._packed is None or self._packed[0] != key:
-            self.__dict__["_packed"] = (key, [(self._pack(d), s) for d, s in digit_pairs(w.detach(), base)])
-        return self._packed[1]
+        """The weight as prepacked int8 digit pairs with their per-channel scales, made again when it changed (compared
+        by value: edits through ``.data`` and inference tensors bump no version counter)."""
+        w = self.weight.detach()
+        if self._packed is None or self._packed[1] != base or not torch.equal(self._packed[0], w):
+            self.__dict__["_packed"] = (w.clone(), base, [(self._pack(d), s) for d, s in digit_pairs(w, base)])
+        return self._packed[2]
 
     def _pack(self, digits: torch.Tensor) -> torch.Tensor:
         ones = torch.ones(len(digits))
@@ -164,14 +170,19 @@ def digit_pairs(weight: torch.Tensor, base: int) -> list[tuple[torch.Tensor, tor
 
 
 def use_spike_convs(gm: fx.GraphModule) -> None:
-    """Replace every Conv2d whose only input is a spiking neuron layer by a ``SpikeConv2d`` reading that layer."""
+    """Replace every Conv2d called at one place only, with a spiking neuron layer as its only input, by a
+    ``SpikeConv2d`` reading that layer."""
+    calls: dict[str, list[fx.Node]] = {}
     for node in gm.graph.nodes:
-        if node.op != "call_module" or type(gm.get_submodule(node.target)) is not nn.Conv2d:
+        if node.op == "call_module":
+            calls.setdefault(node.target, []).append(node)
+    for target, (node, *others) in calls.items():
+        if others or type(gm.get_submodule(target)) is not nn.Conv2d:
             continue
         source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
         if isinstance(source, fx.Node) and source.op == "call_module":
             neuron = gm.get_submodule(source.target)
             if isinstance(neuron, SpikingNeuron):
-                parent, _, leaf = node.target.rpartition(".")
-                setattr(gm.get_submodule(parent) if parent else gm, leaf,
-                        SpikeConv2d.of(gm.get_submodule(node.target), neuron))
+                parent, _, leaf = target.rpartition(".")
+                conv = SpikeConv2d.of(gm.get_submodule(target), neuron)
+                setattr(gm.get_submodule(parent) if parent else gm, leaf, conv)
