@@ -16,7 +16,7 @@ from torch import fx, nn
 from .cpu_memory import keep_freed_memory
 from .neurons import SpikingMaxPool, SpikingNeuron
 from .settings import ConversionSettings
-from .spike_conv import SpikeConv2d, codes_buffer, spike_codes, spike_coding
+from .spike_conv import SpikeConv2d, codes_buffer, spike_coding
 from .trace import WEIGHTED_MODULES
 
 # Multi-step simulation: the largest activation of a chunk of time steps stacked along the batch, in bytes. On a CPU
@@ -437,7 +437,7 @@ class _MultiStep:
             source = self.spike_convs[node]
             codes = self.codes.get(source)
             if codes is None:  # its neuron did not write them (a layout the kernel does not write codes for)
-                codes = spike_codes(args[0], float(module.source.threshold), *spike_coding(module.source))
+                codes = module.codes(args[0])
             out = _Sum(*module.terms(codes))
             self._checked(node, out.a)
             return out if len(node.users) == 1 else out.total()  # its reader adds it up, or that reader's neuron

@@ -24,6 +24,7 @@ import torch
 from torch import fx, nn
 
 from .neurons import SpikingNeuron
+from .trace import set_module
 
 _PRECISION = 17  # bits below the first digit's unit the last one reaches: about fp32's 24 below the largest weight
 _ENABLED = contextvars.ContextVar("rmp_zoo_integer_convs", default=True)  # per thread, for float_convs()
@@ -75,7 +76,11 @@ class SpikeConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x is not self.source.out or not self.integer(x):
             return super().forward(x)
-        return self.of_codes(spike_codes(x, float(self.source.threshold), *spike_coding(self.source)))
+        return self.of_codes(self.codes(x))
+
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """The source layer's output ``x`` as ``spike_codes``, made op by op (the neuron kernels write them too)."""
+        return spike_codes(x, float(self.source.threshold), *spike_coding(self.source))
 
     def of_codes(self, spikes: torch.Tensor) -> torch.Tensor:
         """The output for the input given as ``spike_codes``."""
@@ -183,6 +188,4 @@ def use_spike_convs(gm: fx.GraphModule) -> None:
         if isinstance(source, fx.Node) and source.op == "call_module":
             neuron = gm.get_submodule(source.target)
             if isinstance(neuron, SpikingNeuron):
-                parent, _, leaf = target.rpartition(".")
-                conv = SpikeConv2d.of(gm.get_submodule(target), neuron)
-                setattr(gm.get_submodule(parent) if parent else gm, leaf, conv)
+                set_module(gm, target, SpikeConv2d.of(gm.get_submodule(target), neuron))
