@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 from simulation_throughput import converted, folded_forward
-from timing import minor_faults
+from timing import command, minor_faults, save_results
 
 from rmp_zoo.machine import machine
 
@@ -80,7 +78,7 @@ def main() -> None:
             for s in SETTINGS]
     where = machine()
     lines = [f"# Simulation in fresh processes ({where['device']}, torch {where['torch']}, {args.threads} threads)", "",
-             f"Command: `{' '.join(['python', *map(shlex.quote, sys.argv)])}`", "",
+             f"Command: `{command()}`", "",
              f"{args.arch}, random weights, batch {args.batch_size}, T = {args.steps}; per process one untimed "
              f"simulation, then {args.calls} simulations alternating with {args.steps} dense forwards each (BN "
              f"folded, channels-last); medians over {args.rounds} processes per setting. µs and minor page faults per "
@@ -90,12 +88,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['setting']} | {r['snn_us']:.1f} | {r['snn_faults']:.2f} | {r['dense_us']:.1f} | "
                      f"{r['dense_faults']:.2f} | {r['snn_us'] / r['dense_us']:.2f} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"machine": where, "args": vars(args), "argv": sys.argv,
-                                                  "rows": rows, "processes": runs}, indent=2))
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results(args.out, "\n".join(lines) + "\n", args, where, rows=rows, processes=runs)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,12 @@ categories are a guide to what to cut, not a measurement of speed: that is ``sim
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 from simulation_throughput import converted, folded_forward
+from timing import command, save_results
 from torch.profiler import ProfilerActivity, profile
 
 from rmp_zoo.machine import machine
@@ -76,18 +73,13 @@ def main() -> None:
     where = machine()
     names = list(columns)
     lines = [f"# Where a time step goes ({where['device']}, torch {where['torch']}, {args.threads} threads)", "",
-             f"Command: `{' '.join(['python', *map(shlex.quote, sys.argv)])}`", "",
+             f"Command: `{command()}`", "",
              f"{args.arch}, random weights, batch {args.batch_size}, T = {args.steps}; one profiled call each, µs of "
              "self time per image-step (SNN) or image (dense). Profiling slows small ops: a guide, not a speed.", "",
              f"| category | {' | '.join(names)} |", "|---|" + "---:|" * len(names)]
     for c in [*CATEGORIES, OTHER, UNSEEN, "total"]:
         lines.append(f"| {c} | " + " | ".join(f"{columns[n][c]:.1f}" for n in names) + " |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"machine": where, "args": vars(args), "argv": sys.argv,
-                                                  "columns": columns}, indent=2))
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results(args.out, "\n".join(lines) + "\n", args, where, columns=columns)
 
 
 if __name__ == "__main__":

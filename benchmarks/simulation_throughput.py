@@ -28,14 +28,11 @@ import argparse
 import contextlib
 import copy
 import csv
-import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
-from timing import dense_forwards, median_seconds_per_item, minor_faults, timed
+from timing import command, dense_forwards, median_seconds_per_item, minor_faults, save_results, timed
 from torch import nn
 
 import rmp_zoo
@@ -136,7 +133,7 @@ def page_faults(fn, x: torch.Tensor) -> int:
 def report(rows: list[dict], args: argparse.Namespace, header: str) -> str:
     tf32 = f", TF32 convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'}" if args.device == "cuda" else ""
     lines = [f"# Simulation throughput ({header})", "",
-             f"Command: `{' '.join(['python', *map(shlex.quote, sys.argv)])}`", "",
+             f"Command: `{command()}`", "",
              f"Random-weight networks, 32×32 inputs, median of {args.repeats} rounds, T={args.steps} per SNN call"
              f"{tf32}. ANN rows: per image; SNN rows: per image-step. Ratio: cost over the BN-folded channels-last "
              "ANN's at the same batch size. First call: seconds the first call took beyond a steady one (compiling "
@@ -198,12 +195,8 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "results.json").write_text(json.dumps({"machine": where, "args": vars(args), "argv": sys.argv,
-                                                  "threads": torch.get_num_threads(),
-                                                  "seconds": time.perf_counter() - start, "rows": rows}, indent=2))
-    text = report(rows, args, header)
-    (out / "results.md").write_text(text)
-    print(text)
+    save_results(out, report(rows, args, header), args, where, threads=torch.get_num_threads(),
+                 seconds=time.perf_counter() - start, rows=rows)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,11 @@ against the float64 convolution, in units of 2^-24 of the summed magnitudes Σ|w
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from timing import timed
+from timing import command, save_results, timed
 from torch import nn
 
 from rmp_zoo.conversion import SpikeConv2d, SpikingNeuron, float_convs
@@ -98,7 +94,7 @@ def main() -> None:
     rows = measure(args)
     where = machine()
     lines = [f"# Integer spike convolutions ({where['device']}, torch {where['torch']}, {args.threads} threads)", "",
-             f"Command: `{' '.join(['python', *map(shlex.quote, sys.argv)])}`", "",
+             f"Command: `{command()}`", "",
              f"Batch {args.batch} (stacked steps × images), median of {args.repeats}; errors: largest |result − exact| "
              "in units of 2^-24·(Σ|w·x| + |b|).", "",
              "| network | in → out, size, kernel/stride | fan-in | spikes | fp32 ms | integer ms | speed-up | "
@@ -108,12 +104,7 @@ def main() -> None:
                      f"{r['fan_in']} | {r['spikes']} | {r['fp32_ms']:.2f} | {r['integer_ms']:.2f} | "
                      f"{r['speedup']:.2f}× | {r['fp32_error']:.2f} | {r['integer_error']:.2f} | "
                      f"{'yes' if r['used_by_default'] else 'no'} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"machine": where, "args": vars(args), "argv": sys.argv,
-                                                  "rows": rows}, indent=2))
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results(args.out, "\n".join(lines) + "\n", args, where, rows=rows)
 
 
 if __name__ == "__main__":

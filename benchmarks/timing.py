@@ -1,15 +1,20 @@
-"""Timing shared by the speed benchmarks.
+"""Timing shared by the speed benchmarks, and how they record a result.
 
 Wall-clock timers wait for the GPU (kernels run asynchronously, so a timer must synchronise on both ends), and
 contenders take turns round after round, so that drifting machine load hits all of them alike.
 """
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import resource
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -57,3 +62,19 @@ def median_seconds_per_item(contenders: dict[str, tuple[int, Callable]], images:
             for name, (steps, fn) in contenders.items():
                 times[b, name].append(timed(fn, images[:b]) / (b * steps))
     return {key: statistics.median(t) for key, t in times.items()}
+
+
+def command() -> str:
+    """The command line that ran this benchmark, as its results quote it."""
+    return " ".join(["python", *map(shlex.quote, sys.argv)])
+
+
+def save_results(out: str | Path, text: str, args: argparse.Namespace, where: dict, **record) -> None:
+    """Write ``results.json`` (the machine, the arguments, the command line, then ``record``) and ``results.md``
+    (``text``) into ``out``, and print ``text``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"machine": where, "args": vars(args), "argv": sys.argv, **record},
+                                                 indent=2))
+    (out / "results.md").write_text(text)
+    print(text.rstrip("\n"))
