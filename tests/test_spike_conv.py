@@ -116,13 +116,19 @@ def test_a_simulation_fires_the_spikes_of_fp32_convolutions(neuron, burst, image
     monkeypatch.setattr(SpikeConv2d, "terms", lambda self, codes: calls.append(1) or terms(self, codes))
     snn.run(images, 32)
     assert len(calls) == 2 * 32 // 8  # both layers, every chunk of 8 steps
-    T = [2, 8, 32]
+    assert_fires_the_spikes_of_fp32_convolutions(snn, images, [2, 8, 32])
+
+
+def assert_fires_the_spikes_of_fp32_convolutions(snn, images: torch.Tensor, T: list[int]) -> tuple[dict, dict]:
+    """The default simulation against one with fp32 convolutions: the same spikes in every layer at every T, outputs
+    within fp32 rounding. Returns the default's (outputs, spikes)."""
     out, spikes = snn.run(images, T, count_spikes=True)
     with float_convs():
-        ref_out, ref_spikes = snn.run(images, T, count_spikes=True)
-    assert spikes == ref_spikes
+        fp32_out, fp32_spikes = snn.run(images, T, count_spikes=True)
+    assert spikes == fp32_spikes
     for t in T:
-        torch.testing.assert_close(out[t], ref_out[t], rtol=0, atol=1e-5)
+        torch.testing.assert_close(out[t], fp32_out[t], rtol=0, atol=1e-5)
+    return out, spikes
 
 
 def test_integer_convolutions_can_be_switched_off(images, monkeypatch):
@@ -197,15 +203,10 @@ def test_awkward_graphs_give_the_step_paths_spikes_and_those_of_fp32_convolution
                                                                                "net.conv3", "net.grouped"}
     T = [3, 8, 16]
     ref_out, ref_spikes = snn.run(images, T, mode="step", count_spikes=True)
-    out, spikes = snn.run(images, T, count_spikes=True)
+    out, spikes = assert_fires_the_spikes_of_fp32_convolutions(snn, images, T)
     assert spikes == ref_spikes
     for t in T:
         assert torch.equal(out[t], ref_out[t])
-    with float_convs():
-        fp32_out, fp32_spikes = snn.run(images, T, count_spikes=True)
-    assert fp32_spikes == spikes
-    for t in T:
-        torch.testing.assert_close(out[t], fp32_out[t], rtol=0, atol=1e-5)
 
 
 def test_bias_correction_measures_the_ann_in_fp32(images, monkeypatch):
